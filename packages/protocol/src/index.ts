@@ -1,1 +1,3 @@
 export * from './errors.js';
+export * from './control-block.js';
+export * from './messages.js';

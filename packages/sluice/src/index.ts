@@ -1,1 +1,6 @@
-export {};
+export { open, Db, kInternals } from './db.js';
+export type { DbStats, ShardStatsView } from './db.js';
+export type { OpenOptions } from './options.js';
+export type { Row, ScanOptions, ScanResult } from './reader.js';
+export { SluiceError, ErrorCode, isSluiceError } from '@sluice/protocol';
+export type { Filter } from '@sluice/core';

@@ -1,0 +1,122 @@
+import {
+  CB_ACTIVE_GEN,
+  CB_ACTIVE_ROWS,
+  CB_FROZEN_BASE,
+  CB_FROZEN_COUNT,
+  CB_LOCK,
+  CB_MANIFEST_VERSION,
+  CB_MAX_FROZEN,
+  CB_SEQ,
+  CB_WORDS,
+  ErrorCode,
+  SluiceError,
+} from '@sluice/protocol';
+
+/**
+ * Operations on a shard control block (slot meanings in @sluice/protocol control-block.ts).
+ * Writers (the shard thread and the broker) serialise on CB_LOCK and bracket every change of
+ * the published source set with two increments of CB_SEQ, so a reader that sees the same even
+ * CB_SEQ before and after reading the slots has read one consistent state.
+ */
+export function allocateControlBlock(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(4 * CB_WORDS));
+}
+
+export interface PublishedSources {
+  readonly activeGen: number;
+  readonly activeRows: number;
+  readonly frozen: readonly { readonly gen: number; readonly rows: number }[];
+  readonly manifestVersion: number;
+}
+
+/**
+ * Runs `update` as one sequence-lock write. Critical sections are a handful of stores, so the
+ * lock spins briefly and then sleeps on the slot (Atomics.wait is allowed on Node's main thread
+ * too) rather than burning a core if the holder was descheduled.
+ */
+export function writeControl(cb: Int32Array, update: (cb: Int32Array) => void): void {
+  for (let spins = 0; Atomics.compareExchange(cb, CB_LOCK, 0, 1) !== 0; spins++) {
+    if (spins > 200) Atomics.wait(cb, CB_LOCK, 1, 1);
+  }
+  try {
+    Atomics.add(cb, CB_SEQ, 1); // odd: readers retry until the matching increment below
+    update(cb);
+    Atomics.add(cb, CB_SEQ, 1);
+  } finally {
+    Atomics.store(cb, CB_LOCK, 0);
+    Atomics.notify(cb, CB_LOCK, 1);
+  }
+}
+
+/** Reads the published sources as one consistent cut (sequence-lock read side, never blocks writers). */
+export function readControl(cb: Int32Array): PublishedSources {
+  for (;;) {
+    const s1 = Atomics.load(cb, CB_SEQ);
+    if ((s1 & 1) === 0) {
+      const n = Atomics.load(cb, CB_FROZEN_COUNT);
+      const frozen: { gen: number; rows: number }[] = [];
+      for (let i = 0; i < n && i < CB_MAX_FROZEN; i++) {
+        frozen.push({
+          gen: Atomics.load(cb, CB_FROZEN_BASE + 2 * i),
+          rows: Atomics.load(cb, CB_FROZEN_BASE + 2 * i + 1),
+        });
+      }
+      const out = {
+        activeGen: Atomics.load(cb, CB_ACTIVE_GEN),
+        activeRows: Atomics.load(cb, CB_ACTIVE_ROWS),
+        frozen,
+        manifestVersion: Atomics.load(cb, CB_MANIFEST_VERSION),
+      };
+      if (Atomics.load(cb, CB_SEQ) === s1) return out;
+    }
+    // A writer is mid-update (a few stores): retry. Spinning is bounded by the writer's critical section.
+  }
+}
+
+/** Shard side: appends newly frozen memtables and sets the active memtable's visible rows. */
+export function publishShardState(
+  cb: Int32Array,
+  frozen: readonly { gen: number; rows: number }[],
+  activeGen: number,
+  activeRows: number,
+): void {
+  writeControl(cb, (c) => {
+    let n = Atomics.load(c, CB_FROZEN_COUNT);
+    for (const f of frozen) {
+      if (n >= CB_MAX_FROZEN) throw new SluiceError(ErrorCode.INTERNAL, 'control block frozen list overflow');
+      Atomics.store(c, CB_FROZEN_BASE + 2 * n, f.gen);
+      Atomics.store(c, CB_FROZEN_BASE + 2 * n + 1, f.rows);
+      n++;
+    }
+    Atomics.store(c, CB_FROZEN_COUNT, n);
+    Atomics.store(c, CB_ACTIVE_GEN, activeGen);
+    Atomics.store(c, CB_ACTIVE_ROWS, activeRows);
+  });
+}
+
+/**
+ * Broker side: in ONE sequence-lock write, makes `manifestVersion` current and removes the
+ * frozen memtable `gen` whose rows that manifest now holds. A reader therefore sees either
+ * (frozen gen, old manifest) or (no frozen gen, new manifest): never neither (the read hole).
+ */
+export function retireFrozen(cb: Int32Array, gen: number, manifestVersion: number): void {
+  writeControl(cb, (c) => {
+    const n = Atomics.load(c, CB_FROZEN_COUNT);
+    if (n === 0 || Atomics.load(c, CB_FROZEN_BASE) !== gen) {
+      throw new SluiceError(
+        ErrorCode.INTERNAL,
+        `retire of generation ${gen}: it is not the oldest frozen memtable`,
+      );
+    }
+    for (let i = 1; i < n; i++) {
+      Atomics.store(c, CB_FROZEN_BASE + 2 * (i - 1), Atomics.load(c, CB_FROZEN_BASE + 2 * i));
+      Atomics.store(c, CB_FROZEN_BASE + 2 * (i - 1) + 1, Atomics.load(c, CB_FROZEN_BASE + 2 * i + 1));
+    }
+    Atomics.store(c, CB_FROZEN_COUNT, n - 1);
+    Atomics.store(c, CB_MANIFEST_VERSION, manifestVersion);
+  });
+}
+
+export function setManifestVersion(cb: Int32Array, manifestVersion: number): void {
+  writeControl(cb, (c) => Atomics.store(c, CB_MANIFEST_VERSION, manifestVersion));
+}

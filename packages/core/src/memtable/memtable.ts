@@ -1,0 +1,341 @@
+import { ErrorCode, SluiceError } from '@sluice/protocol';
+import type { BatchView } from '../batch-format.js';
+import type { ColumnBuffers, ColumnarView } from '../columnar.js';
+import { compareKeys, keysEqual } from '../columnar.js';
+import type { TableSchema } from '../schema.js';
+import {
+  MH_CAPACITY,
+  MH_COLUMNS,
+  MH_GENERATION,
+  MH_INDEX_SLOTS,
+  MH_MAGIC,
+  MH_SHARD,
+  MH_UTF8_CAP,
+  MH_VERSION,
+  MT_MAGIC,
+  MT_VERSION,
+  memtableLayout,
+} from './layout.js';
+import type { MemtableLayout } from './layout.js';
+
+/**
+ * A memtable seen through typed arrays over its SharedArrayBuffer. Constructing one is cheap
+ * and works on any thread from (buffer, schema) alone. Readers always pass the row count they
+ * captured from the shard control block: rows at or past it may be half written and are never
+ * read (except their key and `prev`, which are written before the index slot that reaches them).
+ */
+export class Memtable {
+  readonly buffer: SharedArrayBuffer;
+  readonly schema: TableSchema;
+  readonly layout: MemtableLayout;
+  readonly generation: number;
+  readonly shard: number;
+  readonly seq: Float64Array;
+  readonly op: Uint8Array;
+  readonly hash: Uint32Array;
+  readonly prev: Int32Array;
+  readonly index: Int32Array;
+  readonly columns: readonly ColumnBuffers[];
+
+  constructor(buffer: SharedArrayBuffer, schema: TableSchema) {
+    const h = new Int32Array(buffer, 0, MH_UTF8_CAP + schema.columns.length);
+    if (h[MH_MAGIC] !== MT_MAGIC || h[MH_VERSION] !== MT_VERSION || h[MH_COLUMNS] !== schema.columns.length) {
+      throw new SluiceError(ErrorCode.INTERNAL, 'buffer is not a memtable of this schema');
+    }
+    const utf8 = schema.columns.map((c) => h[MH_UTF8_CAP + c.index]!);
+    const layout = memtableLayout(schema, h[MH_CAPACITY]!, utf8);
+    if (layout.indexSlots !== h[MH_INDEX_SLOTS] || layout.totalBytes !== buffer.byteLength) {
+      throw new SluiceError(ErrorCode.INTERNAL, 'memtable header does not match its buffer');
+    }
+    this.buffer = buffer;
+    this.schema = schema;
+    this.layout = layout;
+    this.generation = h[MH_GENERATION]!;
+    this.shard = h[MH_SHARD]!;
+    const cap = layout.capacity;
+    this.seq = new Float64Array(buffer, layout.seq, cap);
+    this.op = new Uint8Array(buffer, layout.op, cap);
+    this.hash = new Uint32Array(buffer, layout.hash, cap);
+    this.prev = new Int32Array(buffer, layout.prev, cap);
+    this.index = new Int32Array(buffer, layout.index, layout.indexSlots);
+    this.columns = schema.columns.map((c, i) => {
+      const r = layout.columns[i]!;
+      const validity = new Uint8Array(buffer, r.validity, (cap + 7) >> 3);
+      let values: ColumnBuffers['values'];
+      let data: Uint8Array | null = null;
+      switch (c.kind) {
+        case 'i32':
+          values = new Int32Array(buffer, r.values, cap);
+          break;
+        case 'i64':
+          values = new Int32Array(buffer, r.values, 2 * cap);
+          break;
+        case 'f32':
+          values = new Float32Array(buffer, r.values, cap);
+          break;
+        case 'f64':
+          values = new Float64Array(buffer, r.values, cap);
+          break;
+        case 'bool':
+          values = new Uint8Array(buffer, r.values, (cap + 7) >> 3);
+          break;
+        case 'vector':
+          values = new Float32Array(buffer, r.values, cap * c.dim);
+          break;
+        case 'utf8':
+          values = new Int32Array(buffer, r.values, cap + 1);
+          data = new Uint8Array(buffer, r.data, r.dataCapacity);
+          break;
+      }
+      return { validity, validityOffset: 0, values, valuesOffset: 0, data };
+    });
+  }
+
+  /** Allocates a zeroed memtable (the main thread does this and hands it to a shard). */
+  static allocate(
+    schema: TableSchema,
+    capacity: number,
+    utf8Capacity: readonly number[],
+    generation: number,
+    shard: number,
+  ): Memtable {
+    const layout = memtableLayout(schema, capacity, utf8Capacity);
+    const buffer = new SharedArrayBuffer(layout.totalBytes);
+    const h = new Int32Array(buffer, 0, MH_UTF8_CAP + schema.columns.length);
+    h[MH_MAGIC] = MT_MAGIC;
+    h[MH_VERSION] = MT_VERSION;
+    h[MH_CAPACITY] = capacity;
+    h[MH_INDEX_SLOTS] = layout.indexSlots;
+    h[MH_COLUMNS] = schema.columns.length;
+    h[MH_GENERATION] = generation;
+    h[MH_SHARD] = shard;
+    for (const c of schema.columns) h[MH_UTF8_CAP + c.index] = layout.columns[c.index]!.dataCapacity;
+    return new Memtable(buffer, schema);
+  }
+
+  get capacity(): number {
+    return this.layout.capacity;
+  }
+
+  get byteLength(): number {
+    return this.buffer.byteLength;
+  }
+
+  /** The first `rows` rows as a columnar view (zero copy). */
+  view(rows: number): ColumnarView {
+    return { rows, op: this.op, columns: this.columns };
+  }
+
+  /** Rows among the first `rows` whose put sequence is <= `maxSeq` (rows are in sequence order). */
+  rowsUpToSeq(rows: number, maxSeq: number): number {
+    const seq = this.seq;
+    if (rows === 0 || seq[rows - 1]! <= maxSeq) return rows;
+    let lo = 0;
+    let hi = rows;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (seq[mid]! <= maxSeq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /**
+   * The newest row (< `rows`) holding the key at `keyRow` of `keyCol`, or -1.
+   * Reads the index slot with Atomics.load: the shard stores a slot only after the row it
+   * names (key bytes, hash, prev) is written, so the load makes those writes visible here.
+   */
+  lookup(hash: number, keyCol: ColumnBuffers, keyRow: number, rows: number): number {
+    const kind = this.schema.keyKind;
+    const mine = this.columns[this.schema.keyIndex]!;
+    const mask = this.layout.indexSlots - 1;
+    for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
+      const v = Atomics.load(this.index, slot);
+      if (v === 0) return -1;
+      let r = v - 1;
+      if (this.hash[r] === hash >>> 0 && keysEqual(kind, mine, r, keyCol, keyRow)) {
+        while (r >= rows) r = this.prev[r]!;
+        return r;
+      }
+    }
+  }
+
+  /** Row indexes (< `rows`) of the newest version of every key, in ascending row order. */
+  latestRows(rows: number): Int32Array {
+    const out = new Int32Array(rows);
+    let n = 0;
+    const index = this.index;
+    for (let slot = 0; slot < index.length; slot++) {
+      const v = Atomics.load(index, slot);
+      if (v === 0) continue;
+      let r = v - 1;
+      while (r >= rows) r = this.prev[r]!;
+      if (r >= 0) out[n++] = r;
+    }
+    return out.subarray(0, n).sort();
+  }
+
+  /** Newest rows sorted by key (for flushing into a generation file). */
+  latestRowsByKey(rows: number): Int32Array {
+    const sel = this.latestRows(rows);
+    const key = this.columns[this.schema.keyIndex]!;
+    const kind = this.schema.keyKind;
+    if (kind === 'i64') {
+      // Sorting an index array by a typed-array key: build a BigInt64 copy once, not per comparison.
+      const v = key.values as Int32Array;
+      const keys = new BigInt64Array(new Int32Array(v.buffer, v.byteOffset, v.length).slice().buffer);
+      return Int32Array.from(
+        Array.from(sel).sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0)),
+      );
+    }
+    return Int32Array.from(Array.from(sel).sort((a, b) => compareKeys(kind, key, a, key, b)));
+  }
+}
+
+/**
+ * The shard thread's writing side of a memtable. Holds writer-local state (rows written,
+ * utf8 bytes used); only one writer ever exists for a memtable, on its shard's thread.
+ */
+export class MemtableWriter {
+  readonly memtable: Memtable;
+  #rows = 0;
+  #distinct = 0;
+  readonly #utf8Used: Int32Array;
+
+  constructor(memtable: Memtable) {
+    this.memtable = memtable;
+    this.#utf8Used = new Int32Array(memtable.schema.columns.length);
+  }
+
+  get rows(): number {
+    return this.#rows;
+  }
+
+  get distinctKeys(): number {
+    return this.#distinct;
+  }
+
+  /** Bytes of row data held (fixed part of written rows plus utf8 bytes), for accounting. */
+  get usedBytes(): number {
+    let n = 0;
+    for (let i = 0; i < this.#utf8Used.length; i++) n += this.#utf8Used[i]!;
+    return n + this.#rows * (this.memtable.byteLength / Math.max(1, this.memtable.capacity));
+  }
+
+  utf8Used(column: number): number {
+    return this.#utf8Used[column]!;
+  }
+
+  /**
+   * Copies rows [from, ...) of `batch` until the batch ends or this memtable is full; returns
+   * the batch row where it stopped. The rows are written but not visible: the shard publishes
+   * the new row count in its control block when (and only when) the whole batch is durable.
+   */
+  append(batch: BatchView, from: number): number {
+    const mt = this.memtable;
+    const schema = mt.schema;
+    const start = this.#rows;
+    let k = Math.min(batch.rows - from, mt.capacity - start);
+    for (const c of schema.columns) {
+      if (c.kind !== 'utf8' || k === 0) continue;
+      const offs = batch.columns[c.index]!.values as Int32Array;
+      const room = mt.layout.columns[c.index]!.dataCapacity - this.#utf8Used[c.index]!;
+      const base = offs[from]!;
+      if (offs[from + k]! - base > room) {
+        let lo = 0;
+        let hi = k;
+        while (lo < hi) {
+          const mid = (lo + hi + 1) >>> 1;
+          if (offs[from + mid]! - base <= room) lo = mid;
+          else hi = mid - 1;
+        }
+        k = lo;
+      }
+    }
+    if (k === 0) return from;
+    const end = from + k;
+    mt.op.set(batch.op.subarray(from, end), start);
+    mt.hash.set(batch.hashes.subarray(from, end), start);
+    mt.seq.fill(batch.seq, start, start + k);
+    for (const c of schema.columns) {
+      const src = batch.columns[c.index]!;
+      const dst = mt.columns[c.index]!;
+      copyBits(src.validity, from, dst.validity!, start, k);
+      switch (c.kind) {
+        case 'i32':
+        case 'f32':
+        case 'f64':
+          (dst.values as Float64Array).set((src.values as Float64Array).subarray(from, end), start);
+          break;
+        case 'i64':
+          (dst.values as Int32Array).set((src.values as Int32Array).subarray(2 * from, 2 * end), 2 * start);
+          break;
+        case 'vector':
+          (dst.values as Float32Array).set(
+            (src.values as Float32Array).subarray(from * c.dim, end * c.dim),
+            start * c.dim,
+          );
+          break;
+        case 'bool':
+          copyBits(src.values as Uint8Array, from, dst.values as Uint8Array, start, k);
+          break;
+        case 'utf8': {
+          const so = src.values as Int32Array;
+          const dOff = dst.values as Int32Array;
+          const used = this.#utf8Used[c.index]!;
+          const delta = used - so[from]!;
+          for (let i = 1; i <= k; i++) dOff[start + i] = so[from + i]! + delta;
+          const len = so[end]! - so[from]!;
+          (dst.data as Uint8Array).set((src.data as Uint8Array).subarray(so[from]!, so[end]!), used);
+          this.#utf8Used[c.index] = used + len;
+          break;
+        }
+      }
+    }
+    this.#rows = start + k;
+    this.#index(start, start + k);
+    return end;
+  }
+
+  /** Links rows [a, b) into the hash index; each slot store publishes a fully written row. */
+  #index(a: number, b: number): void {
+    const mt = this.memtable;
+    const kind = mt.schema.keyKind;
+    const key = mt.columns[mt.schema.keyIndex]!;
+    const index = mt.index;
+    const mask = mt.layout.indexSlots - 1;
+    const hashes = mt.hash;
+    const prev = mt.prev;
+    for (let row = a; row < b; row++) {
+      const h = hashes[row]!;
+      for (let slot = h & mask; ; slot = (slot + 1) & mask) {
+        const v = index[slot]!; // only this thread writes the index: a plain read is current
+        if (v === 0) {
+          prev[row] = -1;
+          this.#distinct++;
+          Atomics.store(index, slot, row + 1);
+          break;
+        }
+        const r = v - 1;
+        if (hashes[r] === h && keysEqual(kind, key, r, key, row)) {
+          prev[row] = r;
+          // prev[row] is written before the slot names `row`: a reader that loads the slot and
+          // finds `row` not yet visible follows prev to the older version it may see.
+          Atomics.store(index, slot, row + 1);
+          break;
+        }
+      }
+    }
+  }
+}
+
+/** Copies `n` bits from src (starting at bit `sFrom`; null = all set) to dst at bit `dFrom`. */
+function copyBits(src: Uint8Array | null, sFrom: number, dst: Uint8Array, dFrom: number, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const s = sFrom + i;
+    const d = dFrom + i;
+    const bit = src === null || (src[s >> 3]! & (1 << (s & 7))) !== 0;
+    if (bit) dst[d >> 3]! |= 1 << (d & 7);
+    else dst[d >> 3]! &= ~(1 << (d & 7));
+  }
+}

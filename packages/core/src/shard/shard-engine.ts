@@ -1,0 +1,396 @@
+import { SabQueue } from '@sluice/sab-queue';
+import {
+  CB_DONE,
+  CB_STALLS,
+  CB_STATE,
+  CB_SYNCED,
+  CB_SYNCS,
+  CB_WAL_KIB,
+  ErrorCode,
+  ShardState,
+  SluiceError,
+  toWire,
+} from '@sluice/protocol';
+import type { FrozenInfo, MemtableHandle, ShardEvent, ShardRequest, ShardStats } from '@sluice/protocol';
+import { viewBatch } from '../batch-format.js';
+import type { BatchView } from '../batch-format.js';
+import { publishShardState } from '../control.js';
+import { ManifestStore } from '../manifest/manifest-store.js';
+import { Memtable, MemtableWriter } from '../memtable/memtable.js';
+import { schemaFromJson } from '../schema.js';
+import type { SchemaJson, TableSchema } from '../schema.js';
+import type { Storage } from '../storage/storage.js';
+import { replayWal } from '../wal/wal-reader.js';
+import { WalWriter } from '../wal/wal-writer.js';
+
+export type InitRequest = Extract<ShardRequest, { kind: 'init' }>;
+
+export interface ShardHost {
+  post(event: ShardEvent): void;
+}
+
+export function shardPrefix(shard: number): string {
+  return `shard-${String(shard).padStart(3, '0')}`;
+}
+
+/** What a publication makes visible: everything applied up to `records` queue records. */
+interface PublishPoint {
+  readonly records: number;
+  readonly activeGen: number;
+  readonly activeRows: number;
+  readonly frozen: number; // how many entries of #unpublished this point covers
+}
+
+/**
+ * One shard: owns the WAL and the active memtable of its slice of the key space, on its own
+ * thread. Records arrive on a SAB queue from the broker, are appended to the WAL, applied to
+ * the active memtable (invisible until published) and published in the control block:
+ *  - 'sync': after the fsync that covers them (group commit: one fsync in flight at a time,
+ *    covering every record appended before it started; records arriving during it wait for
+ *    the next one, which starts as soon as it ends). Visible therefore means durable.
+ *  - 'async': right after apply; the WAL is written and fsynced within syncIntervalMs.
+ * This class holds no worker_threads code: the worker entry feeds it messages.
+ */
+export class ShardEngine {
+  readonly #init: InitRequest;
+  readonly #host: ShardHost;
+  readonly #schema: TableSchema;
+  readonly #storage: Storage;
+  readonly #prefix: string;
+  readonly #queue: SabQueue;
+  readonly #cb: Int32Array;
+  readonly #manifests: ManifestStore;
+  #wal: WalWriter | undefined;
+  #active: MemtableWriter;
+  #activeMaxSeq = 0;
+  readonly #spares: Memtable[] = [];
+  #spareWaiter: (() => void) | undefined;
+  /** Frozen memtables not yet published (oldest first). */
+  readonly #unpublished: FrozenInfo[] = [];
+  #records = 0;
+  #published: PublishPoint;
+  #syncing = false;
+  #syncAgain = false;
+  #syncTimer: NodeJS.Timeout | undefined;
+  #applying = false;
+  #freezeRequests: number[] = [];
+  #freezeReplies: { id: number; gen: number }[] = [];
+  #state: 'starting' | 'running' | 'closing' | 'closed' | 'failed' = 'starting';
+  #closeId: number | undefined;
+  #syncs = 0;
+  #stalls = 0;
+  #maxSeq = 0;
+
+  constructor(init: InitRequest, storage: Storage, host: ShardHost) {
+    this.#init = init;
+    this.#host = host;
+    this.#schema = schemaFromJson(init.schema as SchemaJson);
+    this.#storage = storage;
+    this.#prefix = shardPrefix(init.shard);
+    this.#queue = SabQueue.attach(init.queue);
+    this.#cb = new Int32Array(init.control);
+    this.#manifests = new ManifestStore(storage, this.#prefix);
+    this.#active = new MemtableWriter(this.#memtable(init.active));
+    for (const s of init.spares) this.#spares.push(this.#memtable(s));
+    this.#published = { records: 0, activeGen: init.active.gen, activeRows: 0, frozen: 0 };
+  }
+
+  #memtable(h: MemtableHandle): Memtable {
+    return new Memtable(h.buffer, this.#schema);
+  }
+
+  /** Replays the WAL after the manifest's cursor, opens a new WAL segment, then serves the queue. */
+  async start(): Promise<void> {
+    try {
+      let rows = 0;
+      const report = await replayWal(
+        this.#storage,
+        this.#prefix,
+        this.#init.replayFromLsn,
+        async (lsn, payload) => {
+          // The payload view is only valid during the callback and may be unaligned: copy it
+          // (applying may wait for a spare memtable, and typed views need 8-byte alignment).
+          const batch = viewBatch(this.#schema, payload.slice());
+          rows += batch.rows;
+          await this.#apply(batch, lsn);
+        },
+        { warn: (message) => this.#host.post({ kind: 'warn', message }) },
+      );
+      // Replayed rows were durable before this process started: publish them at once.
+      this.#publish(this.#point());
+      this.#wal = await WalWriter.open(
+        this.#storage,
+        this.#prefix,
+        Math.max(report.lastLsn + 1, this.#init.replayFromLsn),
+      );
+      this.#state = 'running';
+      Atomics.store(this.#cb, CB_STATE, ShardState.RUNNING);
+      this.#host.post({
+        kind: 'ready',
+        replay: {
+          records: report.records,
+          rows,
+          lastLsn: report.lastLsn,
+          maxSeq: this.#maxSeq,
+          truncated: report.truncated,
+        },
+      });
+      if (this.#init.durability === 'async') this.#armSyncTimer();
+      await this.#pump();
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  handle(msg: ShardRequest): void {
+    switch (msg.kind) {
+      case 'init':
+        return this.#fail(new SluiceError(ErrorCode.INTERNAL, 'shard initialised twice'));
+      case 'spare':
+        this.#spares.push(this.#memtable(msg.memtable));
+        this.#spareWaiter?.();
+        return;
+      case 'freeze':
+        this.#freezeRequests.push(msg.id);
+        if (!this.#applying) this.#serveFreezes();
+        return;
+      case 'committed':
+        if (this.#wal) {
+          this.#wal.deleteSegmentsBefore(msg.replayFromLsn).catch((err: unknown) => this.#fail(err));
+        }
+        return;
+      case 'stats':
+        this.#host.post({ kind: 'reply', id: msg.id, ok: true, value: this.#stats() });
+        return;
+      case 'close':
+        this.#closeId = msg.id;
+        if (this.#state === 'running') this.#state = 'closing';
+        this.#queue.close(); // wakes the pump; it drains what is queued, then finishes
+        return;
+    }
+  }
+
+  #stats(): ShardStats {
+    return {
+      walBytes: this.#wal?.bytes ?? 0,
+      walLastLsn: this.#wal?.lastLsn ?? 0,
+      activeRows: this.#active.rows,
+      activeBytes: this.#active.usedBytes,
+      records: this.#records,
+      syncs: this.#syncs,
+      stalls: this.#stalls,
+    };
+  }
+
+  /** The consumer loop: one record at a time, in queue order (= the broker's put order). */
+  async #pump(): Promise<void> {
+    const queue = this.#queue;
+    let sinceYield = 0;
+    for (;;) {
+      if (this.#state === 'failed') return;
+      const rec = queue.peek();
+      if (rec === null) {
+        if (queue.closed) break;
+        await queue.waitForData(1000);
+        sinceYield = 0;
+        continue;
+      }
+      const batch = viewBatch(this.#schema, rec);
+      const wal = this.#wal!;
+      const lsn = wal.append(rec.subarray(0, batch.byteLength)); // copies: the queue slot is released below
+      this.#applying = true;
+      await this.#apply(batch, lsn);
+      this.#applying = false;
+      queue.release();
+      this.#records++;
+      this.#serveFreezes();
+      if (this.#init.durability === 'async') {
+        this.#publish(this.#point());
+      } else {
+        this.#kickSync();
+      }
+      // Yield to the event loop now and then so control messages (spares, freeze, close) are
+      // handled even while producers keep the queue full.
+      if (++sinceYield >= 32) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+    await this.#finish();
+  }
+
+  /** Copies a batch into memtables, freezing the active one each time it fills. */
+  async #apply(batch: BatchView, lsn: number): Promise<void> {
+    if (batch.seq > this.#maxSeq) this.#maxSeq = batch.seq;
+    let from = 0;
+    for (;;) {
+      const before = from;
+      from = this.#active.append(batch, from);
+      if (from > before && batch.seq > this.#activeMaxSeq) this.#activeMaxSeq = batch.seq;
+      if (from === batch.rows) return;
+      if (from === before && this.#active.rows === 0) {
+        throw new SluiceError(ErrorCode.INTERNAL, `a row of record ${lsn} does not fit an empty memtable`);
+      }
+      // Full: the rest of this record goes to the next memtable, so replay after this memtable
+      // is committed must restart at this record (its rows here are re-applied, newest-wins).
+      await this.#rotate(lsn);
+    }
+  }
+
+  /** Freezes the active memtable and activates a spare (waiting for one: backpressure). */
+  async #rotate(replayFromLsn: number): Promise<void> {
+    // The broker bounds frozen + spare memtables so the control block's frozen list cannot
+    // overflow, and withholds spares above maxUnflushedBytes: waiting here is backpressure.
+    while (this.#spares.length === 0) {
+      this.#stalls++;
+      Atomics.store(this.#cb, CB_STALLS, this.#stalls);
+      await new Promise<void>((resolve) => (this.#spareWaiter = resolve));
+      this.#spareWaiter = undefined;
+      if (this.#state === 'failed') throw new SluiceError(ErrorCode.INTERNAL, 'shard failed while waiting');
+    }
+    const a = this.#active;
+    this.#unpublished.push({
+      gen: a.memtable.generation,
+      rows: a.rows,
+      replayFromLsn,
+      maxSeq: this.#activeMaxSeq,
+      utf8Used: this.#schema.columns.map((c) => a.utf8Used(c.index)),
+    });
+    this.#active = new MemtableWriter(this.#spares.shift()!);
+    this.#activeMaxSeq = 0;
+  }
+
+  /** Explicit freezes (db.flush()) happen between records. */
+  #serveFreezes(): void {
+    if (this.#freezeRequests.length === 0 || this.#state === 'starting') return;
+    const ids = this.#freezeRequests;
+    this.#freezeRequests = [];
+    const doFreeze = async (): Promise<void> => {
+      if (this.#active.rows > 0) await this.#rotate(this.#wal!.nextLsn);
+      const last = this.#unpublished.at(-1);
+      for (const id of ids) {
+        if (last) this.#freezeReplies.push({ id, gen: last.gen });
+        else this.#host.post({ kind: 'reply', id, ok: true, value: null });
+      }
+      if (this.#init.durability === 'async') this.#publish(this.#point());
+      else this.#kickSync();
+    };
+    this.#applying = true;
+    doFreeze()
+      .catch((err: unknown) => this.#fail(err))
+      .finally(() => (this.#applying = false));
+  }
+
+  #point(): PublishPoint {
+    return {
+      records: this.#records,
+      activeGen: this.#active.memtable.generation,
+      activeRows: this.#active.rows,
+      frozen: this.#unpublished.length,
+    };
+  }
+
+  /** Makes a point visible: frozen memtables, active row count, then the ack counter. */
+  #publish(p: PublishPoint): void {
+    const frozen = this.#unpublished.splice(0, p.frozen);
+    publishShardState(this.#cb, frozen, p.activeGen, p.activeRows);
+    this.#published = p;
+    // CB_DONE after the sources: when the broker sees a record done, its rows are readable.
+    Atomics.store(this.#cb, CB_DONE, p.records | 0);
+    Atomics.notify(this.#cb, CB_DONE);
+    for (const f of frozen) {
+      this.#host.post({ kind: 'frozen', info: f });
+      this.#freezeReplies = this.#freezeReplies.filter((r) => {
+        if (r.gen !== f.gen) return true;
+        this.#host.post({ kind: 'reply', id: r.id, ok: true, value: f.gen });
+        return false;
+      });
+    }
+  }
+
+  /** Group commit ('sync'): one write+fsync in flight; whatever arrives meanwhile rides the next. */
+  #kickSync(): void {
+    if (this.#syncing) {
+      this.#syncAgain = true;
+      return;
+    }
+    this.#syncing = true;
+    void this.#syncLoop();
+  }
+
+  async #syncLoop(): Promise<void> {
+    try {
+      do {
+        this.#syncAgain = false;
+        const point = this.#point();
+        await this.#syncWal();
+        if (this.#state === 'failed') return;
+        if (this.#init.durability === 'sync') this.#publish(point);
+        Atomics.store(this.#cb, CB_SYNCED, point.records | 0);
+      } while (this.#syncAgain);
+    } catch (err) {
+      this.#fail(err);
+    } finally {
+      this.#syncing = false;
+    }
+  }
+
+  /** Writes and fsyncs the WAL, then checks that no successor has fenced this writer. */
+  async #syncWal(): Promise<void> {
+    const wal = this.#wal!;
+    await wal.writePending();
+    await wal.sync();
+    this.#syncs++;
+    Atomics.store(this.#cb, CB_SYNCS, this.#syncs);
+    Atomics.store(this.#cb, CB_WAL_KIB, Math.ceil(wal.bytes / 1024));
+    // Fencing: a successor creates its epoch marker before replaying the WAL. If the marker is
+    // absent now, our fsynced bytes precede its replay and it will see them; if present, it may
+    // not, so nothing may be acknowledged any more.
+    if (this.#manifests.isFenced(this.#init.epoch)) {
+      throw new SluiceError(
+        ErrorCode.FENCED,
+        `shard ${this.#init.shard}: another writer took ownership of ${this.#storage.root} (epoch > ${this.#init.epoch})`,
+        { details: { shard: this.#init.shard } },
+      );
+    }
+  }
+
+  #armSyncTimer(): void {
+    this.#syncTimer = setInterval(() => {
+      if (this.#published.records !== this.#lastSyncedRecords()) this.#kickSync();
+    }, this.#init.syncIntervalMs);
+    this.#syncTimer.unref?.();
+  }
+
+  #lastSyncedRecords(): number {
+    return Atomics.load(this.#cb, CB_SYNCED);
+  }
+
+  async #finish(): Promise<void> {
+    if (this.#state === 'failed') return;
+    if (this.#syncTimer) clearInterval(this.#syncTimer);
+    while (this.#syncing) await new Promise<void>((resolve) => setImmediate(resolve));
+    const point = this.#point();
+    if (this.#wal) {
+      await this.#syncWal();
+      await this.#wal.close();
+    }
+    this.#publish(point);
+    Atomics.store(this.#cb, CB_SYNCED, point.records | 0);
+    this.#state = 'closed';
+    Atomics.store(this.#cb, CB_STATE, ShardState.CLOSED);
+    if (this.#closeId !== undefined)
+      this.#host.post({ kind: 'reply', id: this.#closeId, ok: true, value: this.#stats() });
+  }
+
+  #fail(err: unknown): void {
+    if (this.#state === 'failed') return;
+    this.#state = 'failed';
+    if (this.#syncTimer) clearInterval(this.#syncTimer);
+    Atomics.store(this.#cb, CB_STATE, ShardState.FAILED);
+    Atomics.notify(this.#cb, CB_DONE);
+    this.#spareWaiter?.();
+    this.#host.post({ kind: 'fatal', error: toWire(err) });
+    void this.#wal?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,292 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { CB_STALLS, CB_SYNCS, CB_WAL_KIB, ErrorCode, SluiceError } from '@sluice/protocol';
+import {
+  GenerationCache,
+  LocalStorage,
+  ManifestStore,
+  OP_DELETE,
+  OP_PUT,
+  createTableMeta,
+  readControl,
+  readTableMeta,
+  sameSchema,
+  schemaFromJson,
+  schemaFromUser,
+  schemaToJson,
+  shardPrefix,
+  storageWithFaults,
+} from '@sluice/core';
+import type { Manifest, Storage, TableSchema } from '@sluice/core';
+import { isArrowInput, rowsOfArrow } from './arrow-input.js';
+import { Broker } from './broker.js';
+import { resolveOptions, resolveShards } from './options.js';
+import type { OpenOptions } from './options.js';
+import { ScanResult, captureSnapshot, getInSnapshot, keyProbe, shardOfKey } from './reader.js';
+import type { ReadContext, Row, ScanOptions } from './reader.js';
+
+export interface ShardStatsView {
+  readonly shard: number;
+  /** Rows held, counting every version in memtables and files (not distinct keys). */
+  readonly rows: number;
+  readonly activeRows: number;
+  readonly memtableBytes: number;
+  readonly frozen: number;
+  readonly generations: number;
+  readonly generationRows: number;
+  readonly walBytes: number;
+  readonly walSyncs: number;
+  readonly stalls: number;
+  readonly flushes: number;
+  readonly flushFailures: number;
+  readonly commitFailures: number;
+  readonly manifestVersion: number;
+  readonly state: string;
+}
+
+export interface DbStats {
+  readonly shards: readonly ShardStatsView[];
+  readonly visibleSeq: number;
+  readonly putStalls: number;
+  readonly unflushedBytes: number;
+  readonly recovery: { readonly records: number; readonly rows: number; readonly ms: number };
+}
+
+/** Internals for tests and tools in this repository; not part of the public contract. */
+export const kInternals = Symbol.for('sluice.internals');
+
+/**
+ * An open Sluice table. See DESIGN.md §1 for the contract.
+ *
+ * @example
+ * ```ts
+ * const db = await open('./events', { schema: { id: 'int64', tag: 'utf8' }, primaryKey: 'id' });
+ * await db.put([{ id: 1, tag: 'a' }]);
+ * await db.get(1); // { id: 1n, tag: 'a' }
+ * await db.close();
+ * ```
+ */
+export class Db {
+  readonly dir: string;
+  readonly schema: TableSchema;
+  readonly #broker: Broker;
+  readonly #read: ReadContext;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(dir: string, schema: TableSchema, broker: Broker, storage: Storage) {
+    this.dir = dir;
+    this.schema = schema;
+    this.#broker = broker;
+    this.#read = {
+      schema,
+      storage,
+      cache: new GenerationCache({ maxBytes: 256 << 20 }),
+      lifecycles: broker.lifecycles,
+      visibleSeq: () => broker.visibleSeq,
+    };
+  }
+
+  get [kInternals](): { broker: Broker } {
+    return { broker: this.#broker };
+  }
+
+  #check(): void {
+    if (this.#closed) throw new SluiceError(ErrorCode.CLOSED, `table ${this.dir} is closed`);
+  }
+
+  /** Upserts rows (plain objects, or an Arrow RecordBatch/Table). Resolves when they are readable (and durable with 'sync'). */
+  async put(rows: unknown): Promise<void> {
+    this.#check();
+    let input: readonly unknown[];
+    if (Array.isArray(rows)) input = rows;
+    else if (isArrowInput(rows)) input = rowsOfArrow(this.schema, rows);
+    else {
+      throw new SluiceError(
+        ErrorCode.INVALID_ROW,
+        'put expects an array of row objects, an Arrow RecordBatch or an Arrow Table',
+      );
+    }
+    await this.#broker.write(input, OP_PUT);
+  }
+
+  /** Deletes keys (tombstones that mask every older version). */
+  async delete(keys: unknown): Promise<void> {
+    this.#check();
+    if (!Array.isArray(keys)) throw new SluiceError(ErrorCode.INVALID_KEY, 'delete expects an array of keys');
+    try {
+      await this.#broker.write(keys, OP_DELETE);
+    } catch (err) {
+      if (err instanceof SluiceError && err.code === ErrorCode.INVALID_ROW) {
+        throw new SluiceError(ErrorCode.INVALID_KEY, err.message.replace(/^row/, 'key'), {
+          details: err.details,
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  /** The latest live row for `key`, or undefined. */
+  async get(key: unknown): Promise<Row | undefined> {
+    this.#check();
+    const probe = keyProbe(this.schema, key, 'get');
+    const s = shardOfKey(this.#read, probe.hash);
+    const snap = captureSnapshot(this.#read, new Set([s]));
+    return getInSnapshot(this.#read, snap.shards[s]!, probe);
+  }
+
+  /** Latest live rows for `keys` (undefined where absent), all from one snapshot. */
+  async getMany(keys: unknown): Promise<(Row | undefined)[]> {
+    this.#check();
+    if (!Array.isArray(keys))
+      throw new SluiceError(ErrorCode.INVALID_KEY, 'getMany expects an array of keys');
+    const probes = keys.map((k, i) => keyProbe(this.schema, k, `getMany key ${i}`));
+    const snap = captureSnapshot(this.#read);
+    return Promise.all(
+      probes.map((p) => getInSnapshot(this.#read, snap.shards[shardOfKey(this.#read, p.hash)]!, p)),
+    );
+  }
+
+  /** Newest live version of every key (matching `filter`), from one snapshot taken now. */
+  scan(options?: ScanOptions): ScanResult {
+    this.#check();
+    const result = new ScanResult(this.#read, captureSnapshot(this.#read), options);
+    return result;
+  }
+
+  /** Freezes every non-empty memtable; resolves when all are flushed and committed. */
+  async flush(): Promise<void> {
+    this.#check();
+    await this.#broker.flush();
+  }
+
+  stats(): DbStats {
+    const b = this.#broker;
+    return {
+      shards: b.lifecycles.map((lc) => {
+        const cb = lc.client.control;
+        const pub = readControl(cb);
+        const generationRows = lc.manifest.generations.reduce((n, g) => n + g.rows, 0);
+        const frozenRows = pub.frozen.reduce((n, f) => n + f.rows, 0);
+        let memtableBytes = lc.memtables.get(pub.activeGen)?.byteLength ?? 0;
+        for (const f of pub.frozen) memtableBytes += lc.memtables.get(f.gen)?.byteLength ?? 0;
+        return {
+          shard: lc.shard,
+          rows: pub.activeRows + frozenRows + generationRows,
+          activeRows: pub.activeRows,
+          memtableBytes,
+          frozen: pub.frozen.length,
+          generations: lc.generationCount,
+          generationRows,
+          walBytes: Atomics.load(cb, CB_WAL_KIB) * 1024,
+          walSyncs: Atomics.load(cb, CB_SYNCS),
+          stalls: Atomics.load(cb, CB_STALLS),
+          flushes: lc.flushes,
+          flushFailures: lc.flushFailures,
+          commitFailures: lc.commitFailures,
+          manifestVersion: pub.manifestVersion,
+          state: lc.client.state,
+        };
+      }),
+      visibleSeq: b.visibleSeq,
+      putStalls: b.stalls,
+      unflushedBytes: b.unflushedBytes(),
+      recovery: b.recovery,
+    };
+  }
+
+  /** Drains in-flight writes, syncs every WAL and stops every thread. Reopen recovers everything acknowledged. */
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#closing ??= this.#broker.close();
+    return this.#closing;
+  }
+}
+
+/**
+ * Opens (or creates) the table in `dir`. Creating needs `schema` and `primaryKey`; reopening
+ * needs no options. Opening takes ownership: a higher writer epoch per shard, committed with a
+ * manifest compare-and-swap, so an earlier owner (in any process) is fenced.
+ */
+export async function open(dir: string, options?: OpenOptions): Promise<Db> {
+  if (typeof dir !== 'string' || dir.length === 0) {
+    throw new SluiceError(ErrorCode.INVALID_OPTIONS, 'open(dir): dir must be a non-empty path string');
+  }
+  const resolved = resolveOptions(options);
+  const o = (options ?? {}) as OpenOptions;
+  const root = path.resolve(dir);
+  await mkdir(root, { recursive: true });
+  const storage = storageWithFaults(
+    new LocalStorage(root),
+    (o.faults as { main?: unknown } | undefined)?.main,
+  );
+  let meta = await readTableMeta(storage);
+  let schema: TableSchema;
+  if (!meta) {
+    if (o.schema === undefined || o.primaryKey === undefined) {
+      throw new SluiceError(
+        ErrorCode.NOT_FOUND,
+        `${root} holds no Sluice table: give options.schema and options.primaryKey to create one`,
+      );
+    }
+    schema = schemaFromUser(o.schema, o.primaryKey);
+    meta = await createTableMeta(storage, {
+      format: 1,
+      schema: schemaToJson(schema),
+      shards: resolveShards(o.shards),
+      createdAt: new Date().toISOString(),
+    });
+  }
+  schema = schemaFromJson(meta.schema);
+  if (
+    o.schema !== undefined &&
+    !sameSchema(schema, schemaFromUser(o.schema, o.primaryKey ?? schema.primaryKey))
+  ) {
+    throw new SluiceError(ErrorCode.INCOMPATIBLE, `${root}: options.schema differs from the table's schema`);
+  }
+  if (o.primaryKey !== undefined && o.primaryKey !== schema.primaryKey) {
+    throw new SluiceError(
+      ErrorCode.INCOMPATIBLE,
+      `${root}: options.primaryKey is "${o.primaryKey}" but the table's primary key is "${schema.primaryKey}"`,
+    );
+  }
+  if (o.shards !== undefined && resolveShards(o.shards) !== meta.shards) {
+    throw new SluiceError(
+      ErrorCode.INCOMPATIBLE,
+      `${root}: the table has ${meta.shards} shards (fixed at creation), options.shards is ${o.shards}`,
+    );
+  }
+  const stores: ManifestStore[] = [];
+  const manifests: Manifest[] = [];
+  const epochs: number[] = [];
+  for (let s = 0; s < meta.shards; s++) {
+    const store = new ManifestStore(storage, shardPrefix(s), { warn: resolved.onWarning });
+    const epoch = await store.claimEpoch();
+    // Ownership: a manifest compare-and-swap one version up under the new epoch. From then on
+    // any earlier owner's commit (and, through the epoch marker, its acks) fails with SLUICE_FENCED.
+    const manifest = await store.fence(epoch, {
+      format: 1,
+      shard: s,
+      version: 1,
+      writerEpoch: epoch,
+      replayFromLsn: 1,
+      nextGeneration: 1,
+      generations: [],
+    });
+    stores.push(store);
+    manifests.push(manifest);
+    epochs.push(epoch);
+  }
+  const broker = await Broker.start({
+    root,
+    schema,
+    shards: meta.shards,
+    options: resolved,
+    stores,
+    manifests,
+    epochs,
+    faults: o.faults,
+  });
+  return new Db(root, schema, broker, storage);
+}

@@ -1,0 +1,316 @@
+import { Table } from 'apache-arrow';
+import type { RecordBatch } from 'apache-arrow';
+import { ErrorCode, SluiceError } from '@sluice/protocol';
+import {
+  OP_DELETE,
+  arrowSchemaOf,
+  compileFilter,
+  gatherToArrow,
+  hashInt64Parts,
+  hashUtf8String,
+  int64At,
+  keyAt,
+  readControl,
+  rowObjectAt,
+  shardOfHash,
+  utf8At,
+} from '@sluice/core';
+import type {
+  CellValue,
+  ColumnBuffers,
+  ColumnSpec,
+  ColumnarView,
+  CompiledFilter,
+  GenerationCache,
+  GenerationEntry,
+  Memtable,
+  Storage,
+  TableSchema,
+} from '@sluice/core';
+import type { ShardLifecycle } from './shard-lifecycle.js';
+
+export type Row = Record<string, CellValue>;
+
+/** One shard's sources as captured: newest first. */
+export interface ShardSnapshot {
+  readonly memtables: readonly { readonly memtable: Memtable; readonly rows: number }[];
+  readonly generations: readonly GenerationEntry[];
+}
+
+export interface Snapshot {
+  readonly seq: number;
+  readonly shards: readonly (ShardSnapshot | undefined)[];
+}
+
+export interface ReadContext {
+  readonly schema: TableSchema;
+  readonly storage: Storage;
+  readonly cache: GenerationCache;
+  readonly lifecycles: readonly ShardLifecycle[];
+  visibleSeq(): number;
+}
+
+/**
+ * Captures a consistent cut of the given shards. Per shard, the control block's sequence lock
+ * yields the active memtable, the frozen memtables and the manifest version as one state
+ * (memtables and manifest together, so a retire between them cannot open a hole). Rows are
+ * cut at the visible put sequence: rows of puts not yet complete on every shard are excluded,
+ * and flushed files never hold such rows (the broker flushes a memtable only once its rows
+ * are visible). Runs synchronously on the broker's thread, where the visible sequence changes.
+ */
+export function captureSnapshot(ctx: ReadContext, only?: ReadonlySet<number>): Snapshot {
+  const seq = ctx.visibleSeq();
+  const shards = ctx.lifecycles.map((lc, s) => {
+    if (only && !only.has(s)) return undefined;
+    const pub = readControl(lc.client.control);
+    const memtables: { memtable: Memtable; rows: number }[] = [];
+    const add = (gen: number, rows: number): void => {
+      const memtable = lc.memtables.get(gen);
+      if (!memtable) {
+        throw new SluiceError(ErrorCode.INTERNAL, `shard ${s}: published memtable ${gen} is not registered`);
+      }
+      memtables.push({ memtable, rows: memtable.rowsUpToSeq(rows, seq) });
+    };
+    add(pub.activeGen, pub.activeRows);
+    for (let i = pub.frozen.length - 1; i >= 0; i--) add(pub.frozen[i]!.gen, pub.frozen[i]!.rows);
+    const manifest = lc.manifestAt(pub.manifestVersion);
+    if (!manifest)
+      throw new SluiceError(ErrorCode.INTERNAL, `shard ${s}: manifest ${pub.manifestVersion} is not cached`);
+    return { memtables, generations: [...manifest.generations].reverse() };
+  });
+  return { seq, shards };
+}
+
+/** A primary key as a one-row key column, plus its hash. Validates the key. */
+export function keyProbe(
+  schema: TableSchema,
+  key: unknown,
+  where: string,
+): { col: ColumnBuffers; hash: number } {
+  const name = schema.primaryKey;
+  if (schema.keyKind === 'i64') {
+    let lo: number;
+    let hi: number;
+    if (typeof key === 'number' && Number.isSafeInteger(key)) {
+      hi = Math.floor(key / 4294967296);
+      lo = key - hi * 4294967296;
+    } else if (typeof key === 'bigint' && key >= -(2n ** 63n) && key < 2n ** 63n) {
+      lo = Number(BigInt.asIntN(32, key));
+      hi = Number(BigInt.asIntN(32, key >> 32n));
+    } else {
+      throw new SluiceError(
+        ErrorCode.INVALID_KEY,
+        `${where}: key for int64 column "${name}" must be a safe integer or an int64 bigint, got ${typeof key} ${String(key)}`,
+        { details: { column: name } },
+      );
+    }
+    const values = new Int32Array([lo, hi]);
+    return {
+      col: { validity: null, validityOffset: 0, values, valuesOffset: 0, data: null },
+      hash: hashInt64Parts(values[0]!, values[1]!),
+    };
+  }
+  if (typeof key !== 'string') {
+    throw new SluiceError(
+      ErrorCode.INVALID_KEY,
+      `${where}: key for utf8 column "${name}" must be a string, got ${typeof key}`,
+      {
+        details: { column: name },
+      },
+    );
+  }
+  const data = new TextEncoder().encode(key);
+  return {
+    col: {
+      validity: null,
+      validityOffset: 0,
+      values: new Int32Array([0, data.length]),
+      valuesOffset: 0,
+      data,
+    },
+    hash: hashUtf8String(key),
+  };
+}
+
+export function shardOfKey(ctx: ReadContext, hash: number): number {
+  return shardOfHash(hash, ctx.lifecycles.length);
+}
+
+/** The newest version of a key in a snapshot: a row object, or undefined (absent or deleted). */
+export async function getInSnapshot(
+  ctx: ReadContext,
+  snap: ShardSnapshot,
+  probe: { col: ColumnBuffers; hash: number },
+  columns?: readonly ColumnSpec[],
+): Promise<Row | undefined> {
+  for (const { memtable, rows } of snap.memtables) {
+    const r = memtable.lookup(probe.hash, probe.col, 0, rows);
+    if (r >= 0)
+      return memtable.op[r] === OP_DELETE
+        ? undefined
+        : rowObjectAt(ctx.schema, memtable.view(rows), r, columns);
+  }
+  for (const entry of snap.generations) {
+    if (!keyInRange(ctx.schema, probe.col, entry.minKey, entry.maxKey)) continue;
+    const reader = await ctx.cache.get(ctx.storage, entry, ctx.schema);
+    const hit = reader.lookup(probe.col, 0);
+    if (hit) {
+      const view = reader.batches[hit.batch]!;
+      return view.op?.[hit.row] === OP_DELETE ? undefined : rowObjectAt(ctx.schema, view, hit.row, columns);
+    }
+  }
+  return undefined;
+}
+
+function keyInRange(schema: TableSchema, col: ColumnBuffers, min: string, max: string): boolean {
+  if (schema.keyKind === 'i64') {
+    const k = int64At(col, 0);
+    return k >= BigInt(min) && k <= BigInt(max);
+  }
+  const k = utf8At(col, 0);
+  // Bytewise UTF-8 order equals code point order; compare code points, not UTF-16 units.
+  return cmpCodePoints(k, min) >= 0 && cmpCodePoints(k, max) <= 0;
+}
+
+function cmpCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.codePointAt(i)!;
+    const y = b.codePointAt(i)!;
+    if (x !== y) return x < y ? -1 : 1;
+    if (x > 0xffff) i++;
+  }
+  return a.length - b.length;
+}
+
+export interface ScanOptions {
+  readonly columns?: readonly string[];
+  readonly filter?: unknown;
+  readonly limit?: number;
+}
+
+interface Selection {
+  readonly view: ColumnarView;
+  readonly rows: Int32Array;
+}
+
+/**
+ * Newest-first merge of one shard's sources: a key's first appearance (newest source first)
+ * decides it; older versions are skipped whatever they hold, so a filter only ever sees the
+ * newest version, and tombstones hide every older version.
+ */
+async function* shardSelections(
+  ctx: ReadContext,
+  snap: ShardSnapshot,
+  filter: CompiledFilter | undefined,
+  budget: { left: number },
+): AsyncGenerator<Selection> {
+  const seen = new Set<bigint | string>();
+  const schema = ctx.schema;
+  const visit = function* (
+    view: ColumnarView,
+    candidates: Int32Array | null,
+    n: number,
+  ): Generator<Selection> {
+    const out = new Int32Array(n);
+    let k = 0;
+    for (let i = 0; i < n && budget.left > 0; i++) {
+      const r = candidates ? candidates[i]! : i;
+      const key = keyAt(schema, view, r);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      if (view.op !== null && view.op[r] === OP_DELETE) continue;
+      if (filter && !filter.matches(view, r)) continue;
+      out[k++] = r;
+      budget.left--;
+    }
+    if (k > 0) yield { view, rows: out.subarray(0, k) };
+  };
+  for (const { memtable, rows } of snap.memtables) {
+    if (budget.left <= 0) return;
+    const latest = memtable.latestRows(rows);
+    yield* visit(memtable.view(rows), latest, latest.length);
+  }
+  for (const entry of snap.generations) {
+    if (budget.left <= 0) return;
+    const reader = await ctx.cache.get(ctx.storage, entry, ctx.schema);
+    for (const view of reader.batches) {
+      if (budget.left <= 0) return;
+      yield* visit(view, null, view.rows);
+    }
+  }
+}
+
+/** The result of `db.scan()`: an async iterable of RecordBatches, plus `toArrow()` and `toArray()`. */
+export class ScanResult implements AsyncIterable<RecordBatch> {
+  readonly #ctx: ReadContext;
+  readonly #snap: Snapshot;
+  readonly #columns: readonly ColumnSpec[];
+  readonly #filter: CompiledFilter | undefined;
+  readonly #limit: number;
+
+  constructor(ctx: ReadContext, snap: Snapshot, options: ScanOptions | undefined) {
+    this.#ctx = ctx;
+    this.#snap = snap;
+    const o = options ?? {};
+    if (typeof o !== 'object' || o === null) {
+      throw new SluiceError(ErrorCode.INVALID_OPTIONS, 'scan options must be an object');
+    }
+    if (o.columns !== undefined && !Array.isArray(o.columns)) {
+      throw new SluiceError(
+        ErrorCode.INVALID_OPTIONS,
+        'scan options.columns must be an array of column names',
+      );
+    }
+    this.#columns = (o.columns ?? ctx.schema.columns.map((c) => c.name)).map((name) => {
+      const c = typeof name === 'string' ? ctx.schema.byName.get(name) : undefined;
+      if (!c) {
+        throw new SluiceError(
+          ErrorCode.INVALID_OPTIONS,
+          `scan options.columns: ${JSON.stringify(name)} is not a column (the schema has ${ctx.schema.columns.map((x) => x.name).join(', ')})`,
+          { details: { column: String(name) } },
+        );
+      }
+      return c;
+    });
+    this.#filter = o.filter === undefined ? undefined : compileFilter(ctx.schema, o.filter);
+    const limit = o.limit ?? Infinity;
+    if (limit !== Infinity && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 0)) {
+      throw new SluiceError(
+        ErrorCode.INVALID_OPTIONS,
+        `scan options.limit must be a non-negative integer, got ${String(limit)}`,
+      );
+    }
+    this.#limit = limit;
+  }
+
+  async *#selections(): AsyncGenerator<Selection> {
+    const budget = { left: this.#limit };
+    for (const snap of this.#snap.shards) {
+      if (!snap) continue;
+      if (budget.left <= 0) return;
+      yield* shardSelections(this.#ctx, snap, this.#filter, budget);
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
+    for await (const sel of this.#selections()) {
+      yield gatherToArrow(this.#ctx.schema, sel.view, sel.rows, this.#columns);
+    }
+  }
+
+  async toArrow(): Promise<Table> {
+    const batches: RecordBatch[] = [];
+    for await (const b of this) batches.push(b);
+    if (batches.length === 0) return new Table(arrowSchemaOf(this.#ctx.schema, this.#columns));
+    return new Table(batches);
+  }
+
+  async toArray(): Promise<Row[]> {
+    const out: Row[] = [];
+    for await (const sel of this.#selections()) {
+      for (const r of sel.rows) out.push(rowObjectAt(this.#ctx.schema, sel.view, r, this.#columns));
+    }
+    return out;
+  }
+}

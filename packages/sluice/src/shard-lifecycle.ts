@@ -1,0 +1,368 @@
+import { CB_MAX_FROZEN, ErrorCode, SluiceError, fromWire } from '@sluice/protocol';
+import type { FlushTask, FrozenInfo } from '@sluice/protocol';
+import { Memtable, planMemtable, retireFrozen, schemaToJson, setManifestVersion } from '@sluice/core';
+import type { GenerationWritten, Manifest, ManifestStore, TableSchema } from '@sluice/core';
+import type { FlushResult } from '@sluice/workers/flush';
+import type { ShardClient } from './shard-client.js';
+import type { ResolvedOptions } from './options.js';
+
+/** What a shard lifecycle needs from the broker. */
+export interface LifecycleContext {
+  readonly root: string;
+  readonly schema: TableSchema;
+  readonly options: ResolvedOptions;
+  readonly faults: readonly unknown[] | undefined;
+  runFlush(task: FlushTask): Promise<FlushResult>;
+  /** Highest put sequence visible to readers (every put at or below it is complete). */
+  visibleSeq(): number;
+  /** Calls `fn` once the visible sequence reaches `seq`. */
+  whenVisible(seq: number, fn: () => void): void;
+  /** Unflushed bytes across all shards (for withholding spares). */
+  unflushedBytes(): number;
+  memoryReleased(): void;
+  fenced(err: SluiceError): void;
+  warn(message: string): void;
+}
+
+type FrozenState = 'waiting' | 'flushing' | 'written' | 'committing';
+
+interface FrozenEntry {
+  readonly info: FrozenInfo;
+  readonly memtable: Memtable;
+  state: FrozenState;
+  written: GenerationWritten | undefined;
+  attempts: number;
+}
+
+const SPARES = 2;
+const MAX_BACKOFF_MS = 5_000;
+
+/**
+ * The broker's lifecycle for one shard: freeze → flush → commit → retire.
+ *
+ *  - freeze: the shard froze a memtable and published it (readable as frozen);
+ *  - flush: a pool thread writes it to a generation file, once every put with rows in it is
+ *    visible (so a file never holds half of a put that readers cannot see yet);
+ *  - commit: a new manifest version listing the file, strictly in generation order, so the
+ *    replay cursor only advances over a contiguous prefix of committed generations;
+ *  - retire: in ONE control-block write, the manifest version becomes current and the frozen
+ *    memtable leaves the published set. Before it, readers find the rows in the frozen
+ *    memtable; after it, in the file. There is no instant where they are in neither.
+ * A failed flush or commit keeps the memtable frozen and readable and is retried with backoff.
+ */
+export class ShardLifecycle {
+  readonly shard: number;
+  readonly client: ShardClient;
+  readonly #ctx: LifecycleContext;
+  readonly #store: ManifestStore;
+  readonly #epoch: number;
+  #manifest: Manifest;
+  /** Recent manifests by version: readers resolve the version they captured (main thread: always the current one). */
+  readonly #manifests = new Map<number, Manifest>();
+  /** Every memtable a reader may meet in the control block: active, spares, frozen. */
+  readonly memtables = new Map<number, Memtable>();
+  readonly #frozen: FrozenEntry[] = [];
+  #sparesOut = 0;
+  #nextGen: number;
+  #committing = false;
+  #closing = false;
+  #retireWaiters: { gen: number; resolve: () => void; reject: (e: SluiceError) => void }[] = [];
+  #avgUtf8: number[];
+  #inFlight = new Set<Promise<unknown>>();
+  #timers = new Set<NodeJS.Timeout>();
+  #signalClosed!: () => void;
+  readonly #closed = new Promise<void>((resolve) => (this.#signalClosed = resolve));
+  /**
+   * Test holds: while set, a flush waits before it starts, a commit waits before it writes the
+   * manifest (the window between a generation file existing and the manifest listing it).
+   */
+  readonly holds: { beforeFlush: Promise<void> | null; beforeCommit: Promise<void> | null } = {
+    beforeFlush: null,
+    beforeCommit: null,
+  };
+  flushes = 0;
+  flushFailures = 0;
+  commitFailures = 0;
+  lastFlushMs = 0;
+
+  constructor(
+    shard: number,
+    client: ShardClient,
+    ctx: LifecycleContext,
+    store: ManifestStore,
+    manifest: Manifest,
+    epoch: number,
+  ) {
+    this.shard = shard;
+    this.client = client;
+    this.#ctx = ctx;
+    this.#store = store;
+    this.#manifest = manifest;
+    this.#manifests.set(manifest.version, manifest);
+    this.#epoch = epoch;
+    this.#nextGen = manifest.nextGeneration;
+    this.#avgUtf8 = ctx.schema.columns.map(() => 24);
+    setManifestVersion(client.control, manifest.version);
+  }
+
+  get manifest(): Manifest {
+    return this.#manifest;
+  }
+
+  manifestAt(version: number): Manifest | undefined {
+    return this.#manifests.get(version);
+  }
+
+  get frozenCount(): number {
+    return this.#frozen.length;
+  }
+
+  get frozenBytes(): number {
+    let n = 0;
+    for (const f of this.#frozen) n += f.memtable.byteLength;
+    return n;
+  }
+
+  get generationCount(): number {
+    return this.#manifest.generations.length;
+  }
+
+  /** Allocates the next memtable, sized from the utf8 bytes per row seen so far. */
+  allocate(): Memtable {
+    const { capacity, utf8Capacity } = planMemtable(
+      this.#ctx.schema,
+      this.#ctx.options.memtableBytes,
+      this.#avgUtf8,
+    );
+    // Every memtable must hold at least one row of the largest allowed value.
+    const minUtf8 = this.#ctx.options.maxValueBytes + 8;
+    const caps = utf8Capacity.map((c, i) =>
+      this.#ctx.schema.columns[i]!.kind === 'utf8' ? Math.max(c, minUtf8) : 0,
+    );
+    const mt = Memtable.allocate(this.#ctx.schema, capacity, caps, this.#nextGen++, this.shard);
+    this.memtables.set(mt.generation, mt);
+    return mt;
+  }
+
+  /** Starts (or restarts) the shard thread; resolves with its replay report. */
+  async startShard(): Promise<{ maxSeq: number; rows: number; records: number }> {
+    const before = new Set(this.memtables.keys());
+    const frozenGens = new Set(this.#frozen.map((f) => f.memtable.generation));
+    const active = this.allocate();
+    const spares = Array.from({ length: SPARES }, () => this.allocate());
+    this.#sparesOut = SPARES;
+    const report = await this.client.start(
+      {
+        shard: this.shard,
+        root: this.#ctx.root,
+        schema: schemaToJson(this.#ctx.schema),
+        durability: this.#ctx.options.durability,
+        syncIntervalMs: this.#ctx.options.syncIntervalMs,
+        epoch: this.#epoch,
+        replayFromLsn: this.#manifest.replayFromLsn,
+        ...(this.#ctx.faults ? { faults: this.#ctx.faults } : {}),
+      },
+      active,
+      spares,
+    );
+    // The new thread published its own active memtable before 'ready': the previous
+    // incarnation's active and spare memtables are unreachable now (frozen ones stay).
+    for (const gen of before) if (!frozenGens.has(gen)) this.memtables.delete(gen);
+    return report;
+  }
+
+  /** The shard published a frozen memtable: hand out a spare, then flush it. */
+  onFrozen(info: FrozenInfo): void {
+    const memtable = this.memtables.get(info.gen);
+    if (!memtable) {
+      this.#ctx.warn(`shard ${this.shard}: frozen generation ${info.gen} is unknown`);
+      return;
+    }
+    this.#sparesOut--;
+    if (info.rows > 0) {
+      this.#ctx.schema.columns.forEach((c, i) => {
+        if (c.kind === 'utf8') this.#avgUtf8[i] = Math.max(1, (info.utf8Used[i] ?? 0) / info.rows);
+      });
+    }
+    this.#frozen.push({ info, memtable, state: 'waiting', written: undefined, attempts: 0 });
+    this.replenish();
+    this.#schedule();
+  }
+
+  /**
+   * Keeps the shard supplied with spare memtables, unless the unflushed bytes are over the
+   * limit or the control block's frozen list could overflow: then the shard stalls when its
+   * active memtable fills, its queue fills, and puts wait (backpressure, not collapse).
+   */
+  replenish(): void {
+    if (this.#closing || !this.client.running) return;
+    while (
+      this.#sparesOut < SPARES &&
+      this.#frozen.length + this.#sparesOut < CB_MAX_FROZEN - 2 &&
+      this.#ctx.unflushedBytes() < this.#ctx.options.maxUnflushedBytes
+    ) {
+      const mt = this.allocate();
+      this.#sparesOut++;
+      this.client.send({ kind: 'spare', memtable: { gen: mt.generation, buffer: mt.buffer } });
+    }
+  }
+
+  #schedule(): void {
+    for (const entry of this.#frozen) {
+      if (entry.state !== 'waiting') continue;
+      const seq = entry.info.maxSeq;
+      if (this.#ctx.visibleSeq() < seq) {
+        this.#ctx.whenVisible(seq, () => this.#schedule());
+        continue;
+      }
+      entry.state = 'flushing';
+      this.#track(this.#flush(entry));
+    }
+  }
+
+  #track<T>(p: Promise<T>): void {
+    this.#inFlight.add(p);
+    void p.finally(() => this.#inFlight.delete(p));
+  }
+
+  async #flush(entry: FrozenEntry): Promise<void> {
+    await this.#waitHold('beforeFlush');
+    if (this.#closing) return;
+    const started = performance.now();
+    const result = await this.#ctx
+      .runFlush({
+        root: this.#ctx.root,
+        shard: this.shard,
+        schema: schemaToJson(this.#ctx.schema),
+        memtable: entry.memtable.buffer,
+        gen: entry.memtable.generation,
+        rows: entry.info.rows,
+        epoch: this.#epoch,
+        rowsPerBatch: this.#ctx.options.rowsPerBatch,
+      })
+      .catch((err: unknown): FlushResult => ({
+        ok: false,
+        error: { code: ErrorCode.INTERNAL, message: err instanceof Error ? err.message : String(err) },
+      }));
+    if (result.ok) {
+      this.flushes++;
+      this.lastFlushMs = performance.now() - started;
+      entry.written = result.entry;
+      entry.state = 'written';
+      this.#commitReady();
+      return;
+    }
+    this.flushFailures++;
+    const err = fromWire(result.error);
+    this.#retryLater(
+      entry,
+      `flush of generation ${entry.memtable.generation} failed (${err.code}: ${err.message})`,
+      () => {
+        entry.state = 'waiting';
+        this.#schedule();
+      },
+    );
+  }
+
+  #retryLater(entry: FrozenEntry, what: string, retry: () => void): void {
+    entry.attempts++;
+    if (this.#closing) return;
+    const delay = Math.min(MAX_BACKOFF_MS, 10 * 2 ** Math.min(entry.attempts, 12));
+    this.#ctx.warn(`shard ${this.shard}: ${what}; the memtable stays readable, retrying in ${delay} ms`);
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      retry();
+    }, delay);
+    this.#timers.add(t);
+  }
+
+  /** Commits written generations in generation order, one manifest version each. */
+  #commitReady(): void {
+    if (this.#committing) return;
+    const head = this.#frozen[0];
+    if (!head || head.state !== 'written') return;
+    this.#committing = true;
+    head.state = 'committing';
+    this.#track(
+      this.#commit(head).finally(() => {
+        this.#committing = false;
+        this.#commitReady();
+      }),
+    );
+  }
+
+  async #commit(entry: FrozenEntry): Promise<void> {
+    await this.#waitHold('beforeCommit');
+    if (this.#closing) return;
+    const written = entry.written!;
+    const cur = this.#manifest;
+    const next: Manifest = {
+      ...cur,
+      version: cur.version + 1,
+      writerEpoch: this.#epoch,
+      // Only the oldest frozen memtable commits, so everything below its cursor is in files.
+      replayFromLsn: Math.max(cur.replayFromLsn, entry.info.replayFromLsn),
+      nextGeneration: Math.max(cur.nextGeneration, this.#nextGen),
+      generations: [...cur.generations, written],
+      maxSeq: Math.max(cur.maxSeq ?? 0, written.maxSeq),
+    };
+    try {
+      await this.#store.commit(next);
+    } catch (err) {
+      this.commitFailures++;
+      const e =
+        err instanceof SluiceError ? err : fromWire({ code: ErrorCode.INTERNAL, message: String(err) });
+      if (e.code === ErrorCode.FENCED) {
+        this.#ctx.fenced(e);
+        return;
+      }
+      this.#retryLater(entry, `commit of generation ${written.gen} failed (${e.code}: ${e.message})`, () => {
+        entry.state = 'written';
+        this.#commitReady();
+      });
+      return;
+    }
+    this.#manifest = next;
+    this.#manifests.set(next.version, next);
+    this.#manifests.delete(next.version - 8);
+    retireFrozen(this.client.control, written.gen, next.version);
+    this.#frozen.shift();
+    this.memtables.delete(written.gen);
+    this.client.send({ kind: 'committed', replayFromLsn: next.replayFromLsn });
+    this.#ctx.memoryReleased();
+    this.replenish();
+    this.#retireWaiters = this.#retireWaiters.filter((w) => {
+      if (w.gen > written.gen) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  async #waitHold(which: 'beforeFlush' | 'beforeCommit'): Promise<void> {
+    for (let h = this.holds[which]; h && !this.#closing; h = this.holds[which]) {
+      await Promise.race([h, this.#closed]);
+    }
+  }
+
+  /** Resolves when every frozen memtable up to `gen` is committed and retired. */
+  waitRetired(gen: number): Promise<void> {
+    if (!this.#frozen.some((f) => f.memtable.generation <= gen)) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#retireWaiters.push({ gen, resolve, reject }));
+  }
+
+  get newestFrozenGen(): number | undefined {
+    return this.#frozen.at(-1)?.memtable.generation;
+  }
+
+  /** Stops scheduling; waits for flushes and commits already running. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    this.#signalClosed();
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    await Promise.allSettled([...this.#inFlight]);
+    const err = new SluiceError(ErrorCode.CLOSED, 'the table was closed before the flush finished');
+    for (const w of this.#retireWaiters) w.reject(err);
+    this.#retireWaiters = [];
+  }
+}
