@@ -24,3 +24,4 @@ export * from './generation/generation-file.js';
 export * from './generation/generation-reader.js';
 export * from './generation/generation-writer.js';
 export * from './generation/generation-cache.js';
+export * from './sequencer.js';

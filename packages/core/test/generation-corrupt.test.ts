@@ -1,10 +1,8 @@
-import { createRequire } from 'node:module';
-const require = createRequire(import.meta.url);
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { RecordBatchReader, tableFromArrays, tableToIPC } from 'apache-arrow';
+import { tableFromArrays, tableToIPC } from 'apache-arrow';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, SluiceError } from '@sluice/protocol';
 import { viewBatch } from '../src/batch-format.js';
@@ -111,24 +109,6 @@ function decodeWithValidName(bytes: Uint8Array, entry: GenerationEntry = written
   return GenerationReader.decode(bytes, { ...entry, file, bytes: bytes.byteLength }, schema);
 }
 
-/** Byte ranges of the Arrow file's metadata: the leading schema message, batch headers, the footer. */
-function metadataRegions(bytes: Uint8Array): [number, number][] {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const regions: [number, number][] = [];
-  // Leading schema message: magic (8 bytes), continuation marker, length, flatbuffer.
-  regions.push([8, 16 + dv.getInt32(12, true)]);
-  const reader = RecordBatchReader.from(bytes);
-  if (!reader.isFile()) throw new Error('not a file');
-  const footer = reader.open().footer!;
-  for (let i = 0; i < footer.numRecordBatches; i++) {
-    const block = footer.getRecordBatch(i)!;
-    regions.push([block.offset, block.offset + block.metaDataLength]);
-  }
-  const footerLength = dv.getInt32(bytes.byteLength - 10, true);
-  regions.push([bytes.byteLength - 10 - footerLength, bytes.byteLength]);
-  return regions;
-}
-
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sluice-gen-corrupt-'));
   storage = new LocalStorage(dir);
@@ -188,7 +168,9 @@ describe('damaged generation files are SLUICE_CORRUPT_GENERATION', () => {
     }
   });
 
-  it('any flipped byte fails the checksum', async () => {
+  it('any flipped byte fails the checksum, before Arrow parses anything', async () => {
+    // The order matters: fed a damaged footer or batch header, Arrow's parser can return
+    // wrong rows (a dropped validity bitmap) or spin for minutes on a bogus length.
     const path = join(dir, written.file);
     for (let i = 0; i < original.byteLength; i++) {
       const damaged = original.slice();
@@ -198,33 +180,6 @@ describe('damaged generation files are SLUICE_CORRUPT_GENERATION', () => {
         await expectCorrupt(GenerationReader.open(storage, written, schema), /crc32 mismatch/);
       } else {
         expect(() => GenerationReader.decode(damaged, written, schema)).toThrow(/crc32 mismatch/);
-      }
-    }
-  });
-
-  it('flipped bytes in the schema, batch headers or footer: PROBE', () => {
-    const fs = require('node:fs') as typeof import('node:fs');
-    const log: string[] = [];
-    for (const [start, end] of metadataRegions(original).slice(-1)) {
-      for (let i = start; i < end; i++) {
-        for (const mask of [0x01, 0x80, 0xff]) {
-          const damaged = original.slice();
-          damaged[i]! ^= mask;
-          const t0 = performance.now();
-          let what: string;
-          try {
-            const reader = decodeWithValidName(damaged);
-            what = JSON.stringify(rowsOf(reader), (_k, v: unknown) =>
-              typeof v === 'bigint' ? String(v) : v instanceof Float32Array ? Array.from(v) : v,
-            ) === JSON.stringify(originalRows, (_k, v: unknown) =>
-              typeof v === 'bigint' ? String(v) : v instanceof Float32Array ? Array.from(v) : v,
-            ) ? 'same' : 'DIFF';
-          } catch (err) {
-            what = err instanceof SluiceError ? 'refused ' + err.message.slice(80, 200) + ' / ' + String((err.cause as Error | undefined)?.message).slice(0, 100) : 'UNTYPED ' + String(err);
-          }
-          log.push(`${start}-${end} ${i} ${mask} ${(performance.now() - t0).toFixed(1)}ms ${what}`);
-          fs.writeFileSync('/tmp/probe.txt', log.join('\n'));
-        }
       }
     }
   });

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RecordBatchReader, tableFromIPC, tableToIPC, Table } from 'apache-arrow';
+import type * as Arrow from 'apache-arrow';
 import type { RecordBatch } from 'apache-arrow';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, SluiceError } from '@sluice/protocol';
@@ -242,7 +243,7 @@ describe('gatherToArrow / viewOfRecordBatch', () => {
 
   it('accepts record batches built by another apache-arrow copy', () => {
     // The CommonJS build is a separate module instance: its classes are not ours.
-    const other = createRequire(import.meta.url)('apache-arrow') as typeof import('apache-arrow');
+    const other = createRequire(import.meta.url)('apache-arrow') as typeof Arrow;
     const schema = schemaFromUser({ id: 'int64', s: 'utf8', x: 'float64', b: 'bool', v: 'float32[2]' }, 'id');
     const fsl = new other.FixedSizeList(2, new other.Field('item', new other.Float32(), false));
     const table = new other.Table({
@@ -458,6 +459,22 @@ describe('writeGeneration + GenerationReader', () => {
     for (let id = 0; id < 12; id++) expect(reader.find(id)).toEqual({ batch: id, row: 0 });
     expect(reader.find(12)).toBeNull();
     expect(reader.find(-1)).toBeNull();
+  });
+
+  it('views the file bytes without copying them', async () => {
+    const { mt, rows } = buildMemtable(allTypes, [{ put: sampleRows }]);
+    const written = await writeGeneration(storage, 's', mt, rows, { gen: 1, epoch: 0, rowsPerBatch: 4 });
+    const bytes = (await storage.get(written.file))!;
+    const reader = GenerationReader.decode(bytes, written, allTypes);
+    expect(reader.byteLength).toBe(bytes.byteLength);
+    for (const b of reader.batches) {
+      for (const c of b.columns) {
+        expect(c.values.buffer).toBe(bytes.buffer);
+        if (c.data !== null) expect(c.data.buffer).toBe(bytes.buffer);
+      }
+      expect(b.op!.buffer).toBe(bytes.buffer);
+      expect(b.seq!.buffer).toBe(bytes.buffer);
+    }
   });
 
   it('never overwrites: putIfAbsent on an existing generation file changes nothing', async () => {

@@ -15,12 +15,12 @@ export const CB_ACTIVE_GEN = 2;
 export const CB_ACTIVE_ROWS = 3;
 export const CB_MANIFEST_VERSION = 4;
 export const CB_FROZEN_COUNT = 5;
-/** Count of queue records applied and acknowledged-ready (durable in 'sync' mode); the shard writes it, the broker waits on it. */
-export const CB_DONE = 6;
+/** Producers add 1 and notify after committing a record to any of this shard's queues; the idle shard waits on it. */
+export const CB_DOORBELL = 6;
 /** Shard lifecycle, see ShardState; the shard writes it. */
 export const CB_STATE = 7;
-/** Count of queue records whose WAL bytes are fsynced (equals CB_DONE in 'sync' mode). */
-export const CB_SYNCED = 8;
+/** Error code (index into TERMINAL_ERRORS) once the shard is DEAD; the broker writes it before CB_STATE. */
+export const CB_ERROR = 8;
 /** Stall counter: times the shard waited for a spare memtable. */
 export const CB_STALLS = 9;
 /** WAL bytes of live segments, in KiB (an Int32 slot holds up to 2 TiB this way); the shard writes it. */
@@ -37,13 +37,48 @@ export const ShardState = {
   RUNNING: 1,
   FAILED: 2,
   CLOSED: 3,
+  /** Failed for good (fenced, or restarts exhausted): producers fail every pending record. */
+  DEAD: 4,
 } as const;
 
+/** Codes a DEAD shard can report through CB_ERROR (an index into this list). */
+export const TERMINAL_ERRORS = [
+  'SLUICE_INTERNAL',
+  'SLUICE_FENCED',
+  'SLUICE_SHARD_CRASHED',
+  'SLUICE_IO',
+  'SLUICE_CLOSED',
+] as const;
+
 /**
- * Slots of the table-wide control block (BigInt64Array): the global write sequence.
- * GB_VISIBLE is the highest put sequence S such that every put <= S is applied (and durable in
- * 'sync' mode) on every shard it touches; only the broker writes it. Readers take it as their
- * snapshot: rows of puts above it are not yet visible, so no reader sees half of a put.
+ * Ack block of one producer queue (Int32Array over its own SharedArrayBuffer). Records of a
+ * queue are numbered 1, 2, ... in production order; the shard (any incarnation) writes:
+ *  - AK_CONSUMED: records taken off the queue (applied to a memtable, maybe not yet durable);
+ *  - AK_DONE: records published (readable, and durable in 'sync' mode): acknowledged;
+ *  - AK_LOST: set by a restarted shard to the CONSUMED count it inherits. Records in
+ *    (DONE, LOST] were taken by a thread that died: their outcome is unknown. The shard stores
+ *    LOST before any later DONE, and producers load DONE before LOST, so a producer that sees
+ *    a DONE from the new incarnation also sees its LOST.
+ * Producers wait on AK_DONE (the shard notifies it on every publication and on failure).
  */
-export const GB_VISIBLE = 0;
-export const GB_WORDS = 4;
+export const AK_DONE = 0;
+export const AK_LOST = 1;
+export const AK_CONSUMED = 2;
+export const AK_WORDS = 4;
+
+/**
+ * Slots of the table-wide control block (BigInt64Array), shared by every thread:
+ *  - GB_NEXT: last put sequence handed out (Atomics.add by any producer thread);
+ *  - GB_VISIBLE: highest S such that every put <= S is finished on every shard it touches
+ *    (advanced by whichever producer completes the put that closes the gap). Readers take it
+ *    as their snapshot: rows of later puts are invisible, so no reader sees half of a put;
+ *  - GB_UNFLUSHED: unflushed memtable bytes (the broker writes it; producers apply backpressure);
+ *  - GB_CLOSED: 1 once the table is closed (the broker writes it; handles fail with SLUICE_CLOSED).
+ */
+export const GB_NEXT = 0;
+export const GB_VISIBLE = 1;
+export const GB_UNFLUSHED = 2;
+export const GB_CLOSED = 3;
+export const GB_WORDS = 8;
+/** Completion ring: slot (seq & (RING_SIZE - 1)) holds seq | 0 once put `seq` has finished. */
+export const RING_SIZE = 1 << 16;

@@ -13,6 +13,13 @@ export interface MemtableHandle {
 
 export type Durability = 'sync' | 'async';
 
+/** A producer's queue into one shard, with its ack block (see AK_* slots). */
+export interface QueueHandle {
+  readonly id: number;
+  readonly queue: SharedArrayBuffer;
+  readonly ack: SharedArrayBuffer;
+}
+
 /** Broker → shard. */
 export type ShardRequest =
   | {
@@ -20,7 +27,7 @@ export type ShardRequest =
       readonly shard: number;
       readonly root: string;
       readonly schema: SchemaWire;
-      readonly queue: SharedArrayBuffer;
+      readonly queues: readonly QueueHandle[];
       readonly control: SharedArrayBuffer;
       readonly active: MemtableHandle;
       readonly spares: readonly MemtableHandle[];
@@ -32,6 +39,8 @@ export type ShardRequest =
       readonly faults?: unknown;
     }
   | { readonly kind: 'spare'; readonly memtable: MemtableHandle }
+  | { readonly kind: 'addQueue'; readonly queue: QueueHandle }
+  | { readonly kind: 'removeQueue'; readonly id: number }
   | { readonly kind: 'freeze'; readonly id: number }
   | { readonly kind: 'committed'; readonly replayFromLsn: number }
   | { readonly kind: 'stats'; readonly id: number }

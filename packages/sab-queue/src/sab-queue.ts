@@ -309,6 +309,39 @@ export class SabQueue {
     }
   }
 
+  /**
+   * Records released so far by consumers of this queue (all instances). The n-th record ever
+   * pushed is released as number n, so a consumer can number what it takes.
+   */
+  get releasedCount(): number {
+    return this.#releaseSeq;
+  }
+
+  /**
+   * Takes over the consumer role after the previous consumer thread died. release() stores
+   * RELEASE_SEQ before READ_INDEX; a thread terminated between the two leaves the oldest
+   * record counted as released but still queued. Finish that release, so the count and the
+   * queue agree again. Call once, before the first peek() of the new consumer.
+   */
+  recoverConsumer(): void {
+    const read = this.#read;
+    if (read === Atomics.load(this.#i32, WRITE_INDEX_SLOT)) return;
+    const offset = read < this.capacity ? read : read - this.capacity;
+    const field = (HEADER_BYTES + offset) >> 2;
+    let length = this.#i32[field + RECORD_LENGTH_FIELD] ?? WRAP_MARKER;
+    let at = read;
+    if (length === WRAP_MARKER) {
+      at = (read + this.capacity - offset) % this.#span;
+      if (at === Atomics.load(this.#i32, WRITE_INDEX_SLOT)) return;
+      length = this.#i32[(HEADER_BYTES >> 2) + RECORD_LENGTH_FIELD] ?? 0;
+    }
+    const atOffset = at < this.capacity ? at : at - this.capacity;
+    const seq = this.#i32[((HEADER_BYTES + atOffset) >> 2) + RECORD_SEQ_FIELD];
+    if (seq === ((this.#releaseSeq - 1) | 0)) {
+      this.#advanceRead((at + RECORD_HEADER_BYTES + alignRecord(length)) % this.#span);
+    }
+  }
+
   /** Frees the oldest record (the one peek() returns); its view must not be used afterwards. */
   release(): void {
     if (this.#peeked === NONE && this.peek() === null) {

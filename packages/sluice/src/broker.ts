@@ -1,13 +1,24 @@
+import { MessageChannel } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { ErrorCode, GB_WORDS, SluiceError } from '@sluice/protocol';
-import type { FlushTask } from '@sluice/protocol';
-import { RowEncoder, allocateControlBlock } from '@sluice/core';
-import type { EncodePlan, ManifestStore, Manifest, TableSchema } from '@sluice/core';
+import {
+  AK_DONE,
+  CB_ERROR,
+  CB_STATE,
+  ErrorCode,
+  ShardState,
+  SluiceError,
+  TERMINAL_ERRORS,
+} from '@sluice/protocol';
+import type { FlushTask, QueueHandle } from '@sluice/protocol';
+import { Sequencer, allocateControlBlock, schemaToJson } from '@sluice/core';
+import type { Manifest, ManifestStore, Memtable, TableSchema } from '@sluice/core';
 import type { FlushResult } from '@sluice/workers/flush';
-import type { ResolvedOptions } from './options.js';
+import type { ResolvedOptions, StorageFaults } from './options.js';
+import { Producer, allocateQueue } from './producer.js';
+import type { RegistryMessage, TableDescriptor } from './descriptor.js';
 import { ShardClient } from './shard-client.js';
 import { ShardLifecycle } from './shard-lifecycle.js';
-import { WriteTracker } from './write-tracker.js';
 
 const FLUSH_WORKER_URL = new URL(import.meta.resolve('@sluice/workers/flush'));
 const MAX_RESTARTS = 5;
@@ -20,7 +31,7 @@ export interface BrokerInit {
   readonly stores: readonly ManifestStore[];
   readonly manifests: readonly Manifest[];
   readonly epochs: readonly number[];
-  readonly faults: { readonly shard?: readonly unknown[]; readonly flush?: readonly unknown[] } | undefined;
+  readonly faults: StorageFaults | undefined;
 }
 
 export interface RecoveryReport {
@@ -30,40 +41,43 @@ export interface RecoveryReport {
 }
 
 /**
- * The main thread's broker: encodes writes into the shards' SAB queues in one global order,
- * turns shard acknowledgements into completed puts, and runs each shard's lifecycle
- * (freeze → flush → commit → retire) on a piscina pool.
+ * The main thread's broker. It starts and restarts the shard threads, hands each producer
+ * thread (this one included) its own SAB queue into every shard, keeps readers on other
+ * threads told about memtables and manifests, and runs each shard's lifecycle (freeze → flush
+ * → commit → retire) on a piscina pool. It is not on the data path: producers enqueue rows
+ * straight into the shards and read their acknowledgements from shared memory.
  */
 export class Broker {
   readonly schema: TableSchema;
   readonly options: ResolvedOptions;
+  readonly root: string;
   readonly lifecycles: ShardLifecycle[] = [];
-  readonly globalControl = new BigInt64Array(new SharedArrayBuffer(8 * GB_WORDS));
-  readonly #encoder: RowEncoder;
   readonly #pool: Piscina;
-  #tracker!: WriteTracker;
-  /** Puts waiting for queue space or memory, in call order: a later put never overtakes one. */
-  #waiting: Promise<void> = Promise.resolve();
-  #waitingCount = 0;
-  #memoryWaiters: (() => void)[] = [];
+  readonly #queueBytes: number;
+  /** Every producer's queues, by producer id: one queue per shard. */
+  readonly #queues = new Map<number, QueueHandle[]>();
+  #nextProducer = 0;
+  /** Ports of attached handles, told about every memtable and manifest. */
+  readonly #ports = new Set<MessagePort>();
+  #sequencer!: Sequencer;
+  #producer!: Producer;
   #failure: SluiceError | undefined;
   #restarts = 0;
-  stalls = 0;
   recovery: RecoveryReport = { records: 0, rows: 0, ms: 0 };
 
   private constructor(init: BrokerInit) {
     this.schema = init.schema;
     this.options = init.options;
-    this.#encoder = new RowEncoder(init.schema, init.shards, { maxValueBytes: init.options.maxValueBytes });
+    this.root = init.root;
+    this.#queueBytes = Math.min(64 << 20, Math.max(4 << 20, init.options.memtableBytes));
     this.#pool = new Piscina({
       filename: FLUSH_WORKER_URL.href,
       minThreads: 1,
       maxThreads: init.options.flushThreads,
       idleTimeout: 30_000,
     });
-    const queueBytes = Math.min(64 << 20, Math.max(4 << 20, init.options.memtableBytes));
     for (let s = 0; s < init.shards; s++) {
-      const client = new ShardClient(s, allocateControlBlock(), queueBytes, {
+      const client = new ShardClient(s, allocateControlBlock(), {
         frozen: (info) => this.lifecycles[s]!.onFrozen(info),
         failed: (err) => this.#onShardFailed(s, err),
         warn: (m) => init.options.onWarning(m),
@@ -79,12 +93,16 @@ export class Broker {
             faults: init.faults?.shard,
             runFlush: (task: FlushTask) =>
               this.#pool.run(
-                init.faults?.flush ? { ...task, faults: init.faults.flush } : task,
+                init.faults?.flush !== undefined ? { ...task, faults: init.faults.flush } : task,
               ) as Promise<FlushResult>,
-            visibleSeq: () => this.#tracker.visible,
-            whenVisible: (seq, fn) => this.#tracker.whenVisible(seq, fn),
+            visibleSeq: () => this.#sequencer.visible,
+            whenVisible: (seq, fn) => this.#sequencer.whenVisible(seq, fn),
             unflushedBytes: () => this.unflushedBytes(),
-            memoryReleased: () => this.#memoryReleased(),
+            memoryChanged: () => this.#publishMemory(),
+            queues: () => this.#queuesOf(s),
+            announceMemtable: (mt) =>
+              this.#announce({ kind: 'memtable', shard: s, gen: mt.generation, buffer: mt.buffer }),
+            announceManifest: (m) => this.#announce({ kind: 'manifest', shard: s, manifest: m }),
             fenced: (err) => this.#fail(err),
             warn: (m) => init.options.onWarning(m),
           },
@@ -96,9 +114,10 @@ export class Broker {
     }
   }
 
-  /** Starts every shard (each replays its WAL in parallel) and resumes the write sequence after the largest replayed. */
+  /** Starts every shard (each replays its WAL in parallel), then the write sequence after the largest replayed. */
   static async start(init: BrokerInit): Promise<Broker> {
     const broker = new Broker(init);
+    broker.#newQueues(); // the main thread's own producer queues (id 0)
     const t0 = performance.now();
     const reports = await Promise.allSettled(broker.lifecycles.map((lc) => lc.startShard()));
     const failed = reports.find((r) => r.status === 'rejected');
@@ -116,17 +135,113 @@ export class Broker {
       rows += v.rows;
     }
     for (const m of init.manifests) maxSeq = Math.max(maxSeq, m.maxSeq ?? 0);
-    broker.#tracker = new WriteTracker(maxSeq, broker.globalControl);
+    broker.#sequencer = Sequencer.create(maxSeq);
+    broker.#publishMemory();
+    broker.#producer = broker.#producerFor(0);
     broker.recovery = { records, rows, ms: performance.now() - t0 };
     return broker;
   }
 
+  get producer(): Producer {
+    return this.#producer;
+  }
+
+  get sequencer(): Sequencer {
+    return this.#sequencer;
+  }
+
   get visibleSeq(): number {
-    return this.#tracker.visible;
+    return this.#sequencer.visible;
   }
 
   get failure(): SluiceError | undefined {
     return this.#failure;
+  }
+
+  get stalls(): number {
+    return this.#producer.stalls;
+  }
+
+  #newQueues(): number {
+    const id = this.#nextProducer++;
+    this.#queues.set(
+      id,
+      this.lifecycles.map(() => allocateQueue(id, this.#queueBytes)),
+    );
+    return id;
+  }
+
+  #queuesOf(shard: number): QueueHandle[] {
+    return [...this.#queues.values()].map((qs) => qs[shard]!);
+  }
+
+  #producerFor(id: number): Producer {
+    return new Producer(this.schema, this.#shardBuffers(id), this.#sequencer.buffers, this.#limits());
+  }
+
+  #shardBuffers(id: number): TableDescriptor['shards'] {
+    const qs = this.#queues.get(id)!;
+    return this.lifecycles.map((lc, s) => ({
+      control: lc.client.control.buffer as SharedArrayBuffer,
+      queue: qs[s]!,
+    }));
+  }
+
+  #limits(): TableDescriptor['limits'] {
+    return {
+      maxValueBytes: this.options.maxValueBytes,
+      maxUnflushedBytes: this.options.maxUnflushedBytes,
+      backpressureTimeoutMs: this.options.backpressureTimeoutMs,
+    };
+  }
+
+  /**
+   * A descriptor another thread passes to `attach()`: its own queue into every shard, the
+   * shared control blocks and sequence, and a port that brings it every memtable and
+   * manifest (announced before any control block can name them).
+   */
+  handle(): TableDescriptor {
+    if (this.#failure) throw this.#failure;
+    const id = this.#newQueues();
+    const qs = this.#queues.get(id)!;
+    this.lifecycles.forEach((lc, s) => lc.client.send({ kind: 'addQueue', queue: qs[s]! }));
+    const { port1, port2 } = new MessageChannel();
+    for (const lc of this.lifecycles) {
+      for (const mt of lc.memtables.values()) {
+        port1.postMessage({
+          kind: 'memtable',
+          shard: lc.shard,
+          gen: mt.generation,
+          buffer: mt.buffer,
+        } satisfies RegistryMessage);
+      }
+      port1.postMessage({
+        kind: 'manifest',
+        shard: lc.shard,
+        manifest: lc.manifest,
+      } satisfies RegistryMessage);
+    }
+    this.#ports.add(port1);
+    // When the attached thread goes away (closed its handle or died), its queues are drained
+    // by the shards and dropped; records it never committed simply never existed.
+    port1.on('close', () => {
+      this.#ports.delete(port1);
+      this.#queues.delete(id);
+      for (const lc of this.lifecycles) lc.client.send({ kind: 'removeQueue', id });
+    });
+    port1.unref();
+    return {
+      root: this.root,
+      schema: schemaToJson(this.schema),
+      shards: this.#shardBuffers(id),
+      sequencer: this.#sequencer.buffers,
+      limits: this.#limits(),
+      registry: port2,
+    };
+  }
+
+  #announce(msg: RegistryMessage): void {
+    for (const p of this.#ports) p.postMessage(msg);
   }
 
   unflushedBytes(): number {
@@ -135,138 +250,26 @@ export class Broker {
     return n + this.lifecycles.length * this.options.memtableBytes;
   }
 
-  #checkWritable(): void {
-    if (this.#failure) throw this.#failure;
+  #publishMemory(): void {
+    if (this.#sequencer) this.#sequencer.unflushedBytes = this.unflushedBytes();
   }
 
-  /** Validates, encodes and enqueues a write; resolves when every row is visible (and durable for 'sync'). */
-  async write(input: readonly unknown[], op: number): Promise<void> {
-    this.#checkWritable();
-    const plans = this.#plan(input, op); // throws on bad input before anything is enqueued
-    const records = plans.reduce((n, p) => n + p.shardBytes.filter((b) => b > 0).length, 0);
-    const put = this.#tracker.begin(records);
-    if (this.#waitingCount === 0 && this.#tryEnqueueAll(plans, put)) return put.done;
-    this.#waitingCount++;
-    const turn = this.#waiting.then(() => this.#enqueueWhenRoom(plans, put));
-    this.#waiting = turn.catch(() => undefined).finally(() => this.#waitingCount--);
-    await turn;
-    return put.done;
-  }
-
-  /** Splits input so every shard's record fits its queue, then plans each part (all validation happens here). */
-  #plan(input: readonly unknown[], op: number): EncodePlan[] {
-    const whole = this.#encoder.plan(input, op);
-    const limit = Math.min(...this.lifecycles.map((lc) => lc.client.maxRecordBytes));
-    const biggest = Math.max(0, ...whole.shardBytes);
-    if (biggest <= limit) return [whole];
-    const parts = Math.ceil(biggest / (limit * 0.5));
-    const size = Math.ceil(input.length / parts);
-    const plans: EncodePlan[] = [];
-    for (let i = 0; i < input.length; i += size) plans.push(...this.#plan(input.slice(i, i + size), op));
-    return plans;
-  }
-
-  /**
-   * Enqueues every record of a put synchronously, or nothing: all queues are checked for room
-   * first, so a put is never half enqueued when a queue is full.
-   */
-  #tryEnqueueAll(plans: readonly EncodePlan[], put: ReturnType<WriteTracker['begin']>): boolean {
-    if (this.unflushedBytes() > this.options.maxUnflushedBytes) return false;
-    const need = new Map<number, number>();
-    for (const p of plans) p.shardBytes.forEach((b, s) => b > 0 && need.set(s, (need.get(s) ?? 0) + b + 64));
-    for (const [s, bytes] of need) {
-      const c = this.lifecycles[s]!.client;
-      if (!c.running) {
-        if (c.state === 'failed' || c.state === 'closed') throw this.#failure ?? this.#shardDown(s);
-        return false;
-      }
-      if (bytes > c.maxRecordBytes) continue; // several records: checked one by one below
-      if (!c.hasRoom(bytes)) return false;
-    }
-    for (const p of plans) {
-      for (let s = 0; s < p.shardBytes.length; s++) {
-        const bytes = p.shardBytes[s]!;
-        if (bytes === 0) continue;
-        const ok = this.lifecycles[s]!.client.tryEnqueue(
-          bytes,
-          (target) => this.#encoder.write(p, s, target, put.seq),
-          put.ack,
-          put.fail,
-        );
-        if (!ok) {
-          // Only possible for multi-record puts over a nearly full queue: the enqueued part
-          // is acknowledged normally; the rest is reported as failed and retryable.
-          put.fail(
-            new SluiceError(
-              ErrorCode.BACKPRESSURE,
-              `shard ${s}: queue full in the middle of a large put; retry it`,
-            ),
-          );
-        }
-      }
-    }
-    return true;
-  }
-
-  #shardDown(s: number): SluiceError {
-    return new SluiceError(ErrorCode.SHARD_CRASHED, `shard ${s} is not running`, { details: { shard: s } });
-  }
-
-  async #enqueueWhenRoom(
-    plans: readonly EncodePlan[],
-    put: ReturnType<WriteTracker['begin']>,
-  ): Promise<void> {
-    const deadline = performance.now() + this.options.backpressureTimeoutMs;
-    let stalled = false;
-    for (;;) {
-      try {
-        this.#checkWritable();
-        if (this.#tryEnqueueAll(plans, put)) return;
-      } catch (err) {
-        this.#tracker.abandon(put.seq, err as SluiceError);
-        throw err;
-      }
-      if (!stalled) {
-        stalled = true;
-        this.stalls++;
-      }
-      const left = deadline - performance.now();
-      if (left <= 0) {
-        const err = new SluiceError(
-          ErrorCode.BACKPRESSURE,
-          `put waited ${this.options.backpressureTimeoutMs} ms for flushes to catch up (unflushed ${this.unflushedBytes()} bytes, limit ${this.options.maxUnflushedBytes}); retry later`,
-        );
-        this.#tracker.abandon(put.seq, err);
-        throw err;
-      }
-      await this.#waitForRoom(plans, Math.min(left, 50));
-    }
-  }
-
-  #waitForRoom(plans: readonly EncodePlan[], ms: number): Promise<unknown> {
-    const waits: Promise<unknown>[] = [new Promise<void>((resolve) => this.#memoryWaiters.push(resolve))];
-    for (const p of plans) {
-      p.shardBytes.forEach((b, s) => {
-        const c = this.lifecycles[s]!.client;
-        if (b > 0 && c.running) waits.push(c.waitForSpace(Math.min(b + 64, c.maxRecordBytes), ms));
-      });
-    }
-    waits.push(new Promise((resolve) => setTimeout(resolve, ms)));
-    return Promise.race(waits);
-  }
-
-  #memoryReleased(): void {
-    const w = this.#memoryWaiters;
-    this.#memoryWaiters = [];
-    for (const fn of w) fn();
-  }
-
+  /** Stops every write for good: shards are marked DEAD with the error's code, producers fail. */
   #fail(err: SluiceError): void {
-    this.#failure ??= err;
-    this.#memoryReleased();
+    if (this.#failure) return;
+    this.#failure = err;
+    const code = Math.max(0, TERMINAL_ERRORS.indexOf(err.code as (typeof TERMINAL_ERRORS)[number]));
+    for (const lc of this.lifecycles) {
+      if (err.code !== ErrorCode.CLOSED) {
+        Atomics.store(lc.client.control, CB_ERROR, code);
+        Atomics.store(lc.client.control, CB_STATE, ShardState.DEAD);
+      }
+      for (const q of this.#queuesOf(lc.shard)) Atomics.notify(new Int32Array(q.ack), AK_DONE);
+    }
+    this.#producer?.close(err);
   }
 
-  /** A shard thread died: its in-flight calls already failed; restart it from its WAL. */
+  /** A shard thread died: producers fail its in-flight records; restart it from its WAL. */
   #onShardFailed(s: number, err: SluiceError): void {
     this.options.onWarning(`shard ${s} failed: ${err.code}: ${err.message}`);
     if (err.code === ErrorCode.FENCED) {
@@ -294,12 +297,12 @@ export class Broker {
 
   /** Freezes every shard's non-empty active memtable; resolves when the freezes are published (not flushed). */
   freeze(): Promise<(number | null)[]> {
-    this.#checkWritable();
+    if (this.#failure) return Promise.reject(this.#failure);
     return Promise.all(this.lifecycles.map((lc) => lc.client.request<number | null>('freeze')));
   }
 
   async flush(): Promise<void> {
-    this.#checkWritable();
+    if (this.#failure) throw this.#failure;
     await Promise.all(
       this.lifecycles.map(async (lc) => {
         const gen = await lc.client.request<number | null>('freeze');
@@ -310,10 +313,17 @@ export class Broker {
   }
 
   async close(): Promise<void> {
+    if (this.#producer) await this.#producer.drain();
     this.#fail(new SluiceError(ErrorCode.CLOSED, 'the table is closed'));
-    await this.#waiting.catch(() => undefined);
+    this.#sequencer?.markClosed();
     await Promise.allSettled(this.lifecycles.map((lc) => lc.client.close()));
     await Promise.allSettled(this.lifecycles.map((lc) => lc.close()));
+    for (const p of this.#ports) p.close();
     await this.#pool.destroy();
+  }
+
+  /** Test hook: the memtable registry of a shard (what readers on this thread resolve generations with). */
+  memtable(shard: number, gen: number): Memtable | undefined {
+    return this.lifecycles[shard]?.memtables.get(gen);
   }
 }

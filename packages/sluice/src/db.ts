@@ -5,8 +5,6 @@ import {
   GenerationCache,
   LocalStorage,
   ManifestStore,
-  OP_DELETE,
-  OP_PUT,
   createTableMeta,
   readControl,
   readTableMeta,
@@ -18,12 +16,11 @@ import {
   storageWithFaults,
 } from '@sluice/core';
 import type { Manifest, Storage, TableSchema } from '@sluice/core';
-import { isArrowInput, rowsOfArrow } from './arrow-input.js';
 import { Broker } from './broker.js';
 import { resolveOptions, resolveShards } from './options.js';
 import type { OpenOptions } from './options.js';
-import { ScanResult, captureSnapshot, getInSnapshot, keyProbe, shardOfKey } from './reader.js';
-import type { ReadContext, Row, ScanOptions } from './reader.js';
+import type { TableDescriptor } from './descriptor.js';
+import { TableOps } from './table-ops.js';
 
 export interface ShardStatsView {
   readonly shard: number;
@@ -66,98 +63,50 @@ export const kInternals = Symbol.for('sluice.internals');
  * await db.close();
  * ```
  */
-export class Db {
+export class Db extends TableOps {
   readonly dir: string;
-  readonly schema: TableSchema;
   readonly #broker: Broker;
-  readonly #read: ReadContext;
   #closed = false;
   #closing: Promise<void> | undefined;
 
   constructor(dir: string, schema: TableSchema, broker: Broker, storage: Storage) {
-    this.dir = dir;
-    this.schema = schema;
-    this.#broker = broker;
-    this.#read = {
+    super(schema, broker.producer, {
       schema,
       storage,
       cache: new GenerationCache({ maxBytes: 256 << 20 }),
-      lifecycles: broker.lifecycles,
+      shards: broker.lifecycles.map((lc) => ({
+        control: lc.client.control,
+        memtable: (gen: number) => lc.memtables.get(gen),
+        manifest: (version: number) => lc.manifestAt(version),
+      })),
       visibleSeq: () => broker.visibleSeq,
-    };
+      refresh: () => undefined,
+    });
+    this.dir = dir;
+    this.#broker = broker;
   }
 
   get [kInternals](): { broker: Broker } {
     return { broker: this.#broker };
   }
 
-  #check(): void {
+  protected check(): void {
     if (this.#closed) throw new SluiceError(ErrorCode.CLOSED, `table ${this.dir} is closed`);
   }
 
-  /** Upserts rows (plain objects, or an Arrow RecordBatch/Table). Resolves when they are readable (and durable with 'sync'). */
-  async put(rows: unknown): Promise<void> {
-    this.#check();
-    let input: readonly unknown[];
-    if (Array.isArray(rows)) input = rows;
-    else if (isArrowInput(rows)) input = rowsOfArrow(this.schema, rows);
-    else {
-      throw new SluiceError(
-        ErrorCode.INVALID_ROW,
-        'put expects an array of row objects, an Arrow RecordBatch or an Arrow Table',
-      );
-    }
-    await this.#broker.write(input, OP_PUT);
-  }
-
-  /** Deletes keys (tombstones that mask every older version). */
-  async delete(keys: unknown): Promise<void> {
-    this.#check();
-    if (!Array.isArray(keys)) throw new SluiceError(ErrorCode.INVALID_KEY, 'delete expects an array of keys');
-    try {
-      await this.#broker.write(keys, OP_DELETE);
-    } catch (err) {
-      if (err instanceof SluiceError && err.code === ErrorCode.INVALID_ROW) {
-        throw new SluiceError(ErrorCode.INVALID_KEY, err.message.replace(/^row/, 'key'), {
-          details: err.details,
-          cause: err,
-        });
-      }
-      throw err;
-    }
-  }
-
-  /** The latest live row for `key`, or undefined. */
-  async get(key: unknown): Promise<Row | undefined> {
-    this.#check();
-    const probe = keyProbe(this.schema, key, 'get');
-    const s = shardOfKey(this.#read, probe.hash);
-    const snap = captureSnapshot(this.#read, new Set([s]));
-    return getInSnapshot(this.#read, snap.shards[s]!, probe);
-  }
-
-  /** Latest live rows for `keys` (undefined where absent), all from one snapshot. */
-  async getMany(keys: unknown): Promise<(Row | undefined)[]> {
-    this.#check();
-    if (!Array.isArray(keys))
-      throw new SluiceError(ErrorCode.INVALID_KEY, 'getMany expects an array of keys');
-    const probes = keys.map((k, i) => keyProbe(this.schema, k, `getMany key ${i}`));
-    const snap = captureSnapshot(this.#read);
-    return Promise.all(
-      probes.map((p) => getInSnapshot(this.#read, snap.shards[shardOfKey(this.#read, p.hash)]!, p)),
-    );
-  }
-
-  /** Newest live version of every key (matching `filter`), from one snapshot taken now. */
-  scan(options?: ScanOptions): ScanResult {
-    this.#check();
-    const result = new ScanResult(this.#read, captureSnapshot(this.#read), options);
-    return result;
+  /**
+   * A structured-cloneable descriptor for another thread: `await attach(descriptor)` there
+   * gives a handle with put/delete/get/getMany/scan of its own (writes go straight to the
+   * shards from that thread). Transfer its port: `worker.postMessage(d, [d.registry])`.
+   */
+  handle(): TableDescriptor {
+    this.check();
+    return this.#broker.handle();
   }
 
   /** Freezes every non-empty memtable; resolves when all are flushed and committed. */
   async flush(): Promise<void> {
-    this.#check();
+    this.check();
     await this.#broker.flush();
   }
 
@@ -217,10 +166,7 @@ export async function open(dir: string, options?: OpenOptions): Promise<Db> {
   const o = (options ?? {}) as OpenOptions;
   const root = path.resolve(dir);
   await mkdir(root, { recursive: true });
-  const storage = storageWithFaults(
-    new LocalStorage(root),
-    (o.faults as { main?: unknown } | undefined)?.main,
-  );
+  const storage = storageWithFaults(new LocalStorage(root), o.faults?.main);
   let meta = await readTableMeta(storage);
   let schema: TableSchema;
   if (!meta) {

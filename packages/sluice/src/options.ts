@@ -28,8 +28,17 @@ export interface OpenOptions {
   readonly flushThreads?: number;
   /** Called with recovery and retry warnings. Default: process.emitWarning. */
   readonly onWarning?: (message: string) => void;
-  /** Test hook: storage faults injected into shard and flush threads. Not for production use. */
-  readonly faults?: { readonly shard?: readonly unknown[]; readonly flush?: readonly unknown[] };
+  /**
+   * Test hook, not for production use: storage fault configurations for the shard threads,
+   * the flush threads and the main thread, passed as plain data to `storageWithFaults`.
+   */
+  readonly faults?: StorageFaults;
+}
+
+export interface StorageFaults {
+  readonly shard?: unknown;
+  readonly flush?: unknown;
+  readonly main?: unknown;
 }
 
 export interface ResolvedOptions {

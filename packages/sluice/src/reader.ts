@@ -23,11 +23,11 @@ import type {
   CompiledFilter,
   GenerationCache,
   GenerationEntry,
+  Manifest,
   Memtable,
   Storage,
   TableSchema,
 } from '@sluice/core';
-import type { ShardLifecycle } from './shard-lifecycle.js';
 
 export type Row = Record<string, CellValue>;
 
@@ -38,47 +38,81 @@ export interface ShardSnapshot {
 }
 
 export interface Snapshot {
+  /** Rows of puts with a higher sequence are invisible in this snapshot. */
   readonly seq: number;
   readonly shards: readonly (ShardSnapshot | undefined)[];
+}
+
+/** Where a thread resolves what a shard control block names. */
+export interface ShardSource {
+  readonly control: Int32Array;
+  memtable(gen: number): Memtable | undefined;
+  manifest(version: number): Manifest | undefined;
 }
 
 export interface ReadContext {
   readonly schema: TableSchema;
   readonly storage: Storage;
   readonly cache: GenerationCache;
-  readonly lifecycles: readonly ShardLifecycle[];
+  readonly shards: readonly ShardSource[];
   visibleSeq(): number;
+  /** Takes in announcements of new memtables and manifests (other threads); called before resolving. */
+  refresh(): void;
 }
 
+const MAX_CAPTURE_ATTEMPTS = 1000;
+
 /**
- * Captures a consistent cut of the given shards. Per shard, the control block's sequence lock
- * yields the active memtable, the frozen memtables and the manifest version as one state
- * (memtables and manifest together, so a retire between them cannot open a hole). Rows are
- * cut at the visible put sequence: rows of puts not yet complete on every shard are excluded,
- * and flushed files never hold such rows (the broker flushes a memtable only once its rows
- * are visible). Runs synchronously on the broker's thread, where the visible sequence changes.
+ * Captures a consistent cut of the given shards.
+ *
+ * The visible sequence S is loaded first: every put <= S is already published on every shard
+ * it touched, so the sources read afterwards hold all of its rows, and rows of later puts are
+ * filtered out by their sequence. Per shard, the control block's sequence lock yields the
+ * active memtable, the frozen memtables and the manifest version as one state (memtables and
+ * manifest together: a retire between them cannot open a hole).
+ *
+ * A flushed file only holds rows of puts that were visible when it was flushed. If S moved
+ * while we captured and some captured file holds rows above our S, the cut is not clean (the
+ * file may have replaced older versions our S should see): capture again.
  */
 export function captureSnapshot(ctx: ReadContext, only?: ReadonlySet<number>): Snapshot {
-  const seq = ctx.visibleSeq();
-  const shards = ctx.lifecycles.map((lc, s) => {
-    if (only && !only.has(s)) return undefined;
-    const pub = readControl(lc.client.control);
-    const memtables: { memtable: Memtable; rows: number }[] = [];
-    const add = (gen: number, rows: number): void => {
-      const memtable = lc.memtables.get(gen);
-      if (!memtable) {
-        throw new SluiceError(ErrorCode.INTERNAL, `shard ${s}: published memtable ${gen} is not registered`);
+  for (let attempt = 0; attempt < MAX_CAPTURE_ATTEMPTS; attempt++) {
+    ctx.refresh();
+    const seq = ctx.visibleSeq();
+    const shards: (ShardSnapshot | undefined)[] = [];
+    let missing = false;
+    let newest = 0;
+    for (let s = 0; s < ctx.shards.length && !missing; s++) {
+      if (only && !only.has(s)) {
+        shards.push(undefined);
+        continue;
       }
-      memtables.push({ memtable, rows: memtable.rowsUpToSeq(rows, seq) });
-    };
-    add(pub.activeGen, pub.activeRows);
-    for (let i = pub.frozen.length - 1; i >= 0; i--) add(pub.frozen[i]!.gen, pub.frozen[i]!.rows);
-    const manifest = lc.manifestAt(pub.manifestVersion);
-    if (!manifest)
-      throw new SluiceError(ErrorCode.INTERNAL, `shard ${s}: manifest ${pub.manifestVersion} is not cached`);
-    return { memtables, generations: [...manifest.generations].reverse() };
-  });
-  return { seq, shards };
+      const src = ctx.shards[s]!;
+      const pub = readControl(src.control);
+      const memtables: { memtable: Memtable; rows: number }[] = [];
+      const gens = [pub.activeGen, ...pub.frozen.map((f) => f.gen).reverse()];
+      const rows = [pub.activeRows, ...pub.frozen.map((f) => f.rows).reverse()];
+      for (let i = 0; i < gens.length; i++) {
+        const memtable = src.memtable(gens[i]!);
+        if (!memtable) {
+          missing = true;
+          break;
+        }
+        memtables.push({ memtable, rows: rows[i]! });
+      }
+      const manifest = src.manifest(pub.manifestVersion);
+      if (!manifest) missing = true;
+      if (missing) break;
+      newest = Math.max(newest, manifest!.maxSeq ?? 0);
+      shards.push({ memtables, generations: [...manifest!.generations].reverse() });
+    }
+    if (missing) continue; // an announcement is in flight: refresh and retry
+    if (newest <= seq || ctx.visibleSeq() === seq) return { seq, shards };
+  }
+  throw new SluiceError(
+    ErrorCode.INTERNAL,
+    'could not capture a consistent snapshot (sources kept changing)',
+  );
 }
 
 /** A primary key as a one-row key column, plus its hash. Validates the key. */
@@ -133,18 +167,19 @@ export function keyProbe(
 }
 
 export function shardOfKey(ctx: ReadContext, hash: number): number {
-  return shardOfHash(hash, ctx.lifecycles.length);
+  return shardOfHash(hash, ctx.shards.length);
 }
 
 /** The newest version of a key in a snapshot: a row object, or undefined (absent or deleted). */
 export async function getInSnapshot(
   ctx: ReadContext,
   snap: ShardSnapshot,
+  seq: number,
   probe: { col: ColumnBuffers; hash: number },
   columns?: readonly ColumnSpec[],
 ): Promise<Row | undefined> {
   for (const { memtable, rows } of snap.memtables) {
-    const r = memtable.lookup(probe.hash, probe.col, 0, rows);
+    const r = memtable.lookup(probe.hash, probe.col, 0, rows, seq);
     if (r >= 0)
       return memtable.op[r] === OP_DELETE
         ? undefined
@@ -202,6 +237,7 @@ interface Selection {
 async function* shardSelections(
   ctx: ReadContext,
   snap: ShardSnapshot,
+  seq: number,
   filter: CompiledFilter | undefined,
   budget: { left: number },
 ): AsyncGenerator<Selection> {
@@ -228,7 +264,7 @@ async function* shardSelections(
   };
   for (const { memtable, rows } of snap.memtables) {
     if (budget.left <= 0) return;
-    const latest = memtable.latestRows(rows);
+    const latest = memtable.latestRows(rows, seq);
     yield* visit(memtable.view(rows), latest, latest.length);
   }
   for (const entry of snap.generations) {
@@ -289,7 +325,7 @@ export class ScanResult implements AsyncIterable<RecordBatch> {
     for (const snap of this.#snap.shards) {
       if (!snap) continue;
       if (budget.left <= 0) return;
-      yield* shardSelections(this.#ctx, snap, this.#filter, budget);
+      yield* shardSelections(this.#ctx, snap, this.#snap.seq, this.#filter, budget);
     }
   }
 

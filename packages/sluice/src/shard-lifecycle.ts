@@ -1,5 +1,5 @@
 import { CB_MAX_FROZEN, ErrorCode, SluiceError, fromWire } from '@sluice/protocol';
-import type { FlushTask, FrozenInfo } from '@sluice/protocol';
+import type { FlushTask, FrozenInfo, QueueHandle } from '@sluice/protocol';
 import { Memtable, planMemtable, retireFrozen, schemaToJson, setManifestVersion } from '@sluice/core';
 import type { GenerationWritten, Manifest, ManifestStore, TableSchema } from '@sluice/core';
 import type { FlushResult } from '@sluice/workers/flush';
@@ -11,7 +11,7 @@ export interface LifecycleContext {
   readonly root: string;
   readonly schema: TableSchema;
   readonly options: ResolvedOptions;
-  readonly faults: readonly unknown[] | undefined;
+  readonly faults: unknown;
   runFlush(task: FlushTask): Promise<FlushResult>;
   /** Highest put sequence visible to readers (every put at or below it is complete). */
   visibleSeq(): number;
@@ -19,7 +19,14 @@ export interface LifecycleContext {
   whenVisible(seq: number, fn: () => void): void;
   /** Unflushed bytes across all shards (for withholding spares). */
   unflushedBytes(): number;
-  memoryReleased(): void;
+  /** Unflushed bytes changed (a freeze or a retire): republish them for producers' backpressure. */
+  memoryChanged(): void;
+  /** Every producer queue into this shard (handed to each shard incarnation). */
+  queues(): QueueHandle[];
+  /** Tell readers on other threads about a memtable before any control block can name it. */
+  announceMemtable(mt: Memtable): void;
+  /** Tell readers on other threads about a manifest before the control block makes it current. */
+  announceManifest(m: Manifest): void;
   fenced(err: SluiceError): void;
   warn(message: string): void;
 }
@@ -141,6 +148,7 @@ export class ShardLifecycle {
     );
     const mt = Memtable.allocate(this.#ctx.schema, capacity, caps, this.#nextGen++, this.shard);
     this.memtables.set(mt.generation, mt);
+    this.#ctx.announceMemtable(mt);
     return mt;
   }
 
@@ -160,10 +168,11 @@ export class ShardLifecycle {
         syncIntervalMs: this.#ctx.options.syncIntervalMs,
         epoch: this.#epoch,
         replayFromLsn: this.#manifest.replayFromLsn,
-        ...(this.#ctx.faults ? { faults: this.#ctx.faults } : {}),
+        ...(this.#ctx.faults !== undefined ? { faults: this.#ctx.faults } : {}),
       },
       active,
       spares,
+      this.#ctx.queues(),
     );
     // The new thread published its own active memtable before 'ready': the previous
     // incarnation's active and spare memtables are unreachable now (frozen ones stay).
@@ -185,6 +194,7 @@ export class ShardLifecycle {
       });
     }
     this.#frozen.push({ info, memtable, state: 'waiting', written: undefined, attempts: 0 });
+    this.#ctx.memoryChanged();
     this.replenish();
     this.#schedule();
   }
@@ -325,11 +335,12 @@ export class ShardLifecycle {
     this.#manifest = next;
     this.#manifests.set(next.version, next);
     this.#manifests.delete(next.version - 8);
+    this.#ctx.announceManifest(next);
     retireFrozen(this.client.control, written.gen, next.version);
     this.#frozen.shift();
     this.memtables.delete(written.gen);
     this.client.send({ kind: 'committed', replayFromLsn: next.replayFromLsn });
-    this.#ctx.memoryReleased();
+    this.#ctx.memoryChanged();
     this.replenish();
     this.#retireWaiters = this.#retireWaiters.filter((w) => {
       if (w.gen > written.gen) return true;

@@ -1,7 +1,6 @@
 import {
   Bool,
   Field,
-  FixedSizeList,
   Float32,
   Float64,
   Int32,
@@ -17,7 +16,7 @@ import {
   Utf8,
   makeData,
 } from 'apache-arrow';
-import type { Data } from 'apache-arrow';
+import type { Data, FixedSizeList } from 'apache-arrow';
 import { ErrorCode, SluiceError } from '@sluice/protocol';
 import type { ColumnBuffers, ColumnarView } from '../columnar.js';
 import { OP_DELETE, OP_PUT } from '../columnar.js';
@@ -198,8 +197,11 @@ function gatherColumn(
       const out = new Float32Array(n * d);
       for (let i = 0; i < n; i++) {
         if (!isValid(i)) continue;
-        const r = rows[i]!;
-        out.set(s.subarray(r * d, (r + 1) * d), i * d);
+        const from = rows[i]! * d;
+        const to = i * d;
+        // Embedding-sized vectors copy faster element by element than through a subarray per row.
+        if (d <= 32) for (let j = 0; j < d; j++) out[to + j] = s[from + j]!;
+        else out.set(s.subarray(from, from + d), to);
       }
       const type = field.type as FixedSizeList<Float32>;
       const child = makeData({ type: type.children[0]!.type, length: n * d, nullCount: 0, data: out });

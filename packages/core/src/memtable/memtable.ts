@@ -126,50 +126,46 @@ export class Memtable {
     return { rows, op: this.op, columns: this.columns };
   }
 
-  /** Rows among the first `rows` whose put sequence is <= `maxSeq` (rows are in sequence order). */
-  rowsUpToSeq(rows: number, maxSeq: number): number {
-    const seq = this.seq;
-    if (rows === 0 || seq[rows - 1]! <= maxSeq) return rows;
-    let lo = 0;
-    let hi = rows;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (seq[mid]! <= maxSeq) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
   /**
-   * The newest row (< `rows`) holding the key at `keyRow` of `keyCol`, or -1.
-   * Reads the index slot with Atomics.load: the shard stores a slot only after the row it
-   * names (key bytes, hash, prev) is written, so the load makes those writes visible here.
+   * The newest row holding the key at `keyRow` of `keyCol` among the first `rows` rows whose
+   * put sequence is <= `maxSeq`, or -1. Reads the index slot with Atomics.load: the shard
+   * stores a slot only after the row it names (key bytes, hash, prev) is written, so the load
+   * makes those writes visible here. A row at or past `rows` is never read beyond its `prev`.
    */
-  lookup(hash: number, keyCol: ColumnBuffers, keyRow: number, rows: number): number {
+  lookup(hash: number, keyCol: ColumnBuffers, keyRow: number, rows: number, maxSeq = Infinity): number {
     const kind = this.schema.keyKind;
     const mine = this.columns[this.schema.keyIndex]!;
     const mask = this.layout.indexSlots - 1;
     for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
       const v = Atomics.load(this.index, slot);
       if (v === 0) return -1;
-      let r = v - 1;
-      if (this.hash[r] === hash >>> 0 && keysEqual(kind, mine, r, keyCol, keyRow)) {
-        while (r >= rows) r = this.prev[r]!;
-        return r;
-      }
+      const r = v - 1;
+      if (this.hash[r] === hash >>> 0 && keysEqual(kind, mine, r, keyCol, keyRow))
+        return this.#newest(r, rows, maxSeq);
     }
   }
 
-  /** Row indexes (< `rows`) of the newest version of every key, in ascending row order. */
-  latestRows(rows: number): Int32Array {
+  /**
+   * Follows a key's version chain from row `r` to the newest row visible at (rows, maxSeq).
+   * Rows of a memtable are in apply order, not sequence order (producers on several threads
+   * take sequence numbers concurrently), so visibility is checked per row.
+   */
+  #newest(r: number, rows: number, maxSeq: number): number {
+    const prev = this.prev;
+    const seq = this.seq;
+    while (r >= 0 && (r >= rows || seq[r]! > maxSeq)) r = prev[r]!;
+    return r;
+  }
+
+  /** Row indexes of the newest visible version of every key (see `lookup`), in ascending row order. */
+  latestRows(rows: number, maxSeq = Infinity): Int32Array {
     const out = new Int32Array(rows);
     let n = 0;
     const index = this.index;
     for (let slot = 0; slot < index.length; slot++) {
       const v = Atomics.load(index, slot);
       if (v === 0) continue;
-      let r = v - 1;
-      while (r >= rows) r = this.prev[r]!;
+      const r = this.#newest(v - 1, rows, maxSeq);
       if (r >= 0) out[n++] = r;
     }
     return out.subarray(0, n).sort();

@@ -1,9 +1,11 @@
 import { SabQueue } from '@sluice/sab-queue';
 import {
-  CB_DONE,
+  AK_CONSUMED,
+  AK_DONE,
+  AK_LOST,
+  CB_DOORBELL,
   CB_STALLS,
   CB_STATE,
-  CB_SYNCED,
   CB_SYNCS,
   CB_WAL_KIB,
   ErrorCode,
@@ -11,7 +13,14 @@ import {
   SluiceError,
   toWire,
 } from '@sluice/protocol';
-import type { FrozenInfo, MemtableHandle, ShardEvent, ShardRequest, ShardStats } from '@sluice/protocol';
+import type {
+  FrozenInfo,
+  MemtableHandle,
+  QueueHandle,
+  ShardEvent,
+  ShardRequest,
+  ShardStats,
+} from '@sluice/protocol';
 import { viewBatch } from '../batch-format.js';
 import type { BatchView } from '../batch-format.js';
 import { publishShardState } from '../control.js';
@@ -33,9 +42,20 @@ export function shardPrefix(shard: number): string {
   return `shard-${String(shard).padStart(3, '0')}`;
 }
 
-/** What a publication makes visible: everything applied up to `records` queue records. */
+/** One producer's queue into this shard, with the shard's view of its ack block. */
+interface InQueue {
+  readonly id: number;
+  readonly queue: SabQueue;
+  readonly ack: Int32Array;
+  /** Records released from the queue (applied to a memtable), all incarnations included. */
+  consumed: number;
+  removing: boolean;
+}
+
+/** What a publication makes visible: the memtable state and, per queue, records applied up to then. */
 interface PublishPoint {
   readonly records: number;
+  readonly consumed: ReadonlyMap<InQueue, number>;
   readonly activeGen: number;
   readonly activeRows: number;
   readonly frozen: number; // how many entries of #unpublished this point covers
@@ -43,8 +63,9 @@ interface PublishPoint {
 
 /**
  * One shard: owns the WAL and the active memtable of its slice of the key space, on its own
- * thread. Records arrive on a SAB queue from the broker, are appended to the WAL, applied to
- * the active memtable (invisible until published) and published in the control block:
+ * thread. Records arrive on SAB queues (one per producer thread), are appended to the WAL,
+ * applied to the active memtable (invisible until published) and published in the control
+ * block; then each queue's ack block says how many of its records are done:
  *  - 'sync': after the fsync that covers them (group commit: one fsync in flight at a time,
  *    covering every record appended before it started; records arriving during it wait for
  *    the next one, which starts as soon as it ends). Visible therefore means durable.
@@ -57,7 +78,7 @@ export class ShardEngine {
   readonly #schema: TableSchema;
   readonly #storage: Storage;
   readonly #prefix: string;
-  readonly #queue: SabQueue;
+  readonly #queues: InQueue[] = [];
   readonly #cb: Int32Array;
   readonly #manifests: ManifestStore;
   #wal: WalWriter | undefined;
@@ -68,7 +89,7 @@ export class ShardEngine {
   /** Frozen memtables not yet published (oldest first). */
   readonly #unpublished: FrozenInfo[] = [];
   #records = 0;
-  #published: PublishPoint;
+  #lastSynced: PublishPoint | undefined;
   #syncing = false;
   #syncAgain = false;
   #syncTimer: NodeJS.Timeout | undefined;
@@ -80,6 +101,7 @@ export class ShardEngine {
   #syncs = 0;
   #stalls = 0;
   #maxSeq = 0;
+  #next = 0; // round-robin position over queues
 
   constructor(init: InitRequest, storage: Storage, host: ShardHost) {
     this.#init = init;
@@ -87,19 +109,32 @@ export class ShardEngine {
     this.#schema = schemaFromJson(init.schema as SchemaJson);
     this.#storage = storage;
     this.#prefix = shardPrefix(init.shard);
-    this.#queue = SabQueue.attach(init.queue);
     this.#cb = new Int32Array(init.control);
     this.#manifests = new ManifestStore(storage, this.#prefix);
     this.#active = new MemtableWriter(this.#memtable(init.active));
     for (const s of init.spares) this.#spares.push(this.#memtable(s));
-    this.#published = { records: 0, activeGen: init.active.gen, activeRows: 0, frozen: 0 };
+    for (const q of init.queues) this.#addQueue(q);
   }
 
   #memtable(h: MemtableHandle): Memtable {
     return new Memtable(h.buffer, this.#schema);
   }
 
-  /** Replays the WAL after the manifest's cursor, opens a new WAL segment, then serves the queue. */
+  #addQueue(h: QueueHandle): void {
+    const ack = new Int32Array(h.ack);
+    const queue = SabQueue.attach(h.queue);
+    queue.recoverConsumer();
+    // The queue's own release count numbers records across shard incarnations. Records a
+    // previous incarnation took but may not have made durable have an unknown outcome: LOST
+    // tells their producer so. Stored before this incarnation publishes any DONE.
+    const consumed = queue.releasedCount;
+    Atomics.store(ack, AK_CONSUMED, consumed);
+    Atomics.store(ack, AK_LOST, consumed);
+    Atomics.notify(ack, AK_DONE);
+    this.#queues.push({ id: h.id, queue, ack, consumed, removing: false });
+  }
+
+  /** Replays the WAL after the manifest's cursor, opens a new WAL segment, then serves the queues. */
   async start(): Promise<void> {
     try {
       let rows = 0;
@@ -116,7 +151,7 @@ export class ShardEngine {
         },
         { warn: (message) => this.#host.post({ kind: 'warn', message }) },
       );
-      // Replayed rows were durable before this process started: publish them at once.
+      // Replayed rows were durable before this thread started: publish them at once.
       this.#publish(this.#point());
       this.#wal = await WalWriter.open(
         this.#storage,
@@ -150,6 +185,14 @@ export class ShardEngine {
         this.#spares.push(this.#memtable(msg.memtable));
         this.#spareWaiter?.();
         return;
+      case 'addQueue':
+        this.#addQueue(msg.queue);
+        this.#ring();
+        return;
+      case 'removeQueue':
+        for (const q of this.#queues) if (q.id === msg.id) q.removing = true;
+        this.#ring();
+        return;
       case 'freeze':
         this.#freezeRequests.push(msg.id);
         if (!this.#applying) this.#serveFreezes();
@@ -165,9 +208,15 @@ export class ShardEngine {
       case 'close':
         this.#closeId = msg.id;
         if (this.#state === 'running') this.#state = 'closing';
-        this.#queue.close(); // wakes the pump; it drains what is queued, then finishes
+        this.#ring(); // wakes the pump; it drains what is queued, then finishes
         return;
     }
+  }
+
+  /** Wakes this shard's pump (producers do the same after committing a record). */
+  #ring(): void {
+    Atomics.add(this.#cb, CB_DOORBELL, 1);
+    Atomics.notify(this.#cb, CB_DOORBELL);
   }
 
   #stats(): ShardStats {
@@ -182,41 +231,68 @@ export class ShardEngine {
     };
   }
 
-  /** The consumer loop: one record at a time, in queue order (= the broker's put order). */
+  /** Next queue with a record, round-robin so no producer starves another. */
+  #nextRecord(): { q: InQueue; rec: Uint8Array } | null {
+    const n = this.#queues.length;
+    for (let i = 0; i < n; i++) {
+      const q = this.#queues[(this.#next + i) % n]!;
+      const rec = q.queue.peek();
+      if (rec !== null) {
+        this.#next = (this.#next + i + 1) % n;
+        return { q, rec };
+      }
+    }
+    return null;
+  }
+
+  /** The consumer loop: one record at a time; each queue in its producer's order. */
   async #pump(): Promise<void> {
-    const queue = this.#queue;
     let sinceYield = 0;
     for (;;) {
       if (this.#state === 'failed') return;
-      const rec = queue.peek();
-      if (rec === null) {
-        if (queue.closed) break;
-        await queue.waitForData(1000);
+      // Read the doorbell before looking at the queues: a record committed after this load
+      // rings a new value, so the wait below returns at once instead of sleeping through it.
+      const bell = Atomics.load(this.#cb, CB_DOORBELL);
+      const next = this.#nextRecord();
+      if (next === null) {
+        this.#dropRemovedQueues();
+        if (this.#state === 'closing') break;
+        const w = Atomics.waitAsync(this.#cb, CB_DOORBELL, bell, 1000);
+        if (w.async) await w.value;
         sinceYield = 0;
         continue;
       }
+      const { q, rec } = next;
       const batch = viewBatch(this.#schema, rec);
-      const wal = this.#wal!;
-      const lsn = wal.append(rec.subarray(0, batch.byteLength)); // copies: the queue slot is released below
+      const lsn = this.#wal!.append(rec.subarray(0, batch.byteLength)); // copies: the slot is released below
       this.#applying = true;
       await this.#apply(batch, lsn);
       this.#applying = false;
-      queue.release();
+      q.queue.release();
+      q.consumed = q.queue.releasedCount;
+      // Only this thread writes CONSUMED; a successor incarnation reads it to set LOST.
+      Atomics.store(q.ack, AK_CONSUMED, q.consumed);
       this.#records++;
       this.#serveFreezes();
-      if (this.#init.durability === 'async') {
-        this.#publish(this.#point());
-      } else {
-        this.#kickSync();
-      }
+      if (this.#init.durability === 'async') this.#publish(this.#point());
+      else this.#kickSync();
       // Yield to the event loop now and then so control messages (spares, freeze, close) are
-      // handled even while producers keep the queue full.
+      // handled even while producers keep the queues full.
       if (++sinceYield >= 32) {
         sinceYield = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     }
     await this.#finish();
+  }
+
+  #dropRemovedQueues(): void {
+    for (let i = this.#queues.length - 1; i >= 0; i--) {
+      const q = this.#queues[i]!;
+      if (q.removing && q.queue.peek() === null && Atomics.load(q.ack, AK_DONE) === q.consumed) {
+        this.#queues.splice(i, 1);
+      }
+    }
   }
 
   /** Copies a batch into memtables, freezing the active one each time it fills. */
@@ -282,22 +358,28 @@ export class ShardEngine {
   }
 
   #point(): PublishPoint {
+    const consumed = new Map<InQueue, number>();
+    for (const q of this.#queues) consumed.set(q, q.consumed);
     return {
       records: this.#records,
+      consumed,
       activeGen: this.#active.memtable.generation,
       activeRows: this.#active.rows,
       frozen: this.#unpublished.length,
     };
   }
 
-  /** Makes a point visible: frozen memtables, active row count, then the ack counter. */
+  /** Makes a point visible: frozen memtables and active row count, then each queue's DONE. */
   #publish(p: PublishPoint): void {
     const frozen = this.#unpublished.splice(0, p.frozen);
     publishShardState(this.#cb, frozen, p.activeGen, p.activeRows);
-    this.#published = p;
-    // CB_DONE after the sources: when the broker sees a record done, its rows are readable.
-    Atomics.store(this.#cb, CB_DONE, p.records | 0);
-    Atomics.notify(this.#cb, CB_DONE);
+    // DONE after the sources: a producer that sees its record done finds its rows published.
+    for (const [q, n] of p.consumed) {
+      if (Atomics.load(q.ack, AK_DONE) !== n) {
+        Atomics.store(q.ack, AK_DONE, n);
+        Atomics.notify(q.ack, AK_DONE);
+      }
+    }
     for (const f of frozen) {
       this.#host.post({ kind: 'frozen', info: f });
       this.#freezeReplies = this.#freezeReplies.filter((r) => {
@@ -326,7 +408,7 @@ export class ShardEngine {
         await this.#syncWal();
         if (this.#state === 'failed') return;
         if (this.#init.durability === 'sync') this.#publish(point);
-        Atomics.store(this.#cb, CB_SYNCED, point.records | 0);
+        this.#lastSynced = point;
       } while (this.#syncAgain);
     } catch (err) {
       this.#fail(err);
@@ -356,14 +438,10 @@ export class ShardEngine {
   }
 
   #armSyncTimer(): void {
+    // 'async' durability: whatever was acknowledged is fsynced within one interval.
     this.#syncTimer = setInterval(() => {
-      if (this.#published.records !== this.#lastSyncedRecords()) this.#kickSync();
+      if (this.#records !== (this.#lastSynced?.records ?? 0)) this.#kickSync();
     }, this.#init.syncIntervalMs);
-    this.#syncTimer.unref?.();
-  }
-
-  #lastSyncedRecords(): number {
-    return Atomics.load(this.#cb, CB_SYNCED);
   }
 
   async #finish(): Promise<void> {
@@ -376,11 +454,11 @@ export class ShardEngine {
       await this.#wal.close();
     }
     this.#publish(point);
-    Atomics.store(this.#cb, CB_SYNCED, point.records | 0);
     this.#state = 'closed';
     Atomics.store(this.#cb, CB_STATE, ShardState.CLOSED);
-    if (this.#closeId !== undefined)
+    if (this.#closeId !== undefined) {
       this.#host.post({ kind: 'reply', id: this.#closeId, ok: true, value: this.#stats() });
+    }
   }
 
   #fail(err: unknown): void {
@@ -388,7 +466,7 @@ export class ShardEngine {
     this.#state = 'failed';
     if (this.#syncTimer) clearInterval(this.#syncTimer);
     Atomics.store(this.#cb, CB_STATE, ShardState.FAILED);
-    Atomics.notify(this.#cb, CB_DONE);
+    for (const q of this.#queues) Atomics.notify(q.ack, AK_DONE);
     this.#spareWaiter?.();
     this.#host.post({ kind: 'fatal', error: toWire(err) });
     void this.#wal?.close().catch(() => undefined);

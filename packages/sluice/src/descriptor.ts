@@ -1,0 +1,28 @@
+import type { MessagePort } from 'node:worker_threads';
+import type { Manifest, SequencerBuffers } from '@sluice/core';
+import type { SchemaWire } from '@sluice/protocol';
+import type { ProducerLimits, ProducerShardBuffers } from './producer.js';
+
+/**
+ * What `db.handle()` returns: everything another thread needs to write and read the table,
+ * as structured-cloneable data (shared buffers and one port; no functions). Transfer the
+ * port: `worker.postMessage(d, [d.registry])`.
+ */
+export interface TableDescriptor {
+  readonly root: string;
+  readonly schema: SchemaWire;
+  readonly shards: readonly ProducerShardBuffers[];
+  readonly sequencer: SequencerBuffers;
+  readonly limits: ProducerLimits;
+  /** Brings every memtable buffer and manifest, each before any control block names it. */
+  readonly registry: MessagePort;
+}
+
+export type RegistryMessage =
+  | {
+      readonly kind: 'memtable';
+      readonly shard: number;
+      readonly gen: number;
+      readonly buffer: SharedArrayBuffer;
+    }
+  | { readonly kind: 'manifest'; readonly shard: number; readonly manifest: Manifest };

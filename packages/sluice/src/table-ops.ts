@@ -1,0 +1,85 @@
+import { ErrorCode, SluiceError } from '@sluice/protocol';
+import { OP_DELETE, OP_PUT } from '@sluice/core';
+import type { TableSchema } from '@sluice/core';
+import { isArrowInput, rowsOfArrow } from './arrow-input.js';
+import type { Producer } from './producer.js';
+import { ScanResult, captureSnapshot, getInSnapshot, keyProbe, shardOfKey } from './reader.js';
+import type { ReadContext, Row, ScanOptions } from './reader.js';
+
+/**
+ * The operations every table handle has, on whatever thread it lives: writes through this
+ * thread's Producer, reads straight from shared memory and files through a ReadContext.
+ */
+export abstract class TableOps {
+  readonly schema: TableSchema;
+  protected readonly producer: Producer;
+  protected readonly read: ReadContext;
+
+  constructor(schema: TableSchema, producer: Producer, read: ReadContext) {
+    this.schema = schema;
+    this.producer = producer;
+    this.read = read;
+  }
+
+  /** Throws SLUICE_CLOSED (or the reason writes stopped) when the handle may not be used. */
+  protected abstract check(): void;
+
+  /** Upserts rows (plain objects, or an Arrow RecordBatch/Table). Resolves when they are readable (and durable with 'sync'). */
+  async put(rows: unknown): Promise<void> {
+    this.check();
+    let input: readonly unknown[];
+    if (Array.isArray(rows)) input = rows;
+    else if (isArrowInput(rows)) input = rowsOfArrow(this.schema, rows);
+    else {
+      throw new SluiceError(
+        ErrorCode.INVALID_ROW,
+        'put expects an array of row objects, an Arrow RecordBatch or an Arrow Table',
+      );
+    }
+    await this.producer.write(input, OP_PUT);
+  }
+
+  /** Deletes keys (tombstones that mask every older version). */
+  async delete(keys: unknown): Promise<void> {
+    this.check();
+    if (!Array.isArray(keys)) throw new SluiceError(ErrorCode.INVALID_KEY, 'delete expects an array of keys');
+    try {
+      await this.producer.write(keys, OP_DELETE);
+    } catch (err) {
+      if (err instanceof SluiceError && err.code === ErrorCode.INVALID_ROW) {
+        throw new SluiceError(ErrorCode.INVALID_KEY, err.message.replace(/^row/, 'key'), {
+          details: err.details,
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  /** The latest live row for `key`, or undefined. */
+  async get(key: unknown): Promise<Row | undefined> {
+    this.check();
+    const probe = keyProbe(this.schema, key, 'get');
+    const s = shardOfKey(this.read, probe.hash);
+    const snap = captureSnapshot(this.read, new Set([s]));
+    return getInSnapshot(this.read, snap.shards[s]!, snap.seq, probe);
+  }
+
+  /** Latest live rows for `keys` (undefined where absent), all from one snapshot. */
+  async getMany(keys: unknown): Promise<(Row | undefined)[]> {
+    this.check();
+    if (!Array.isArray(keys))
+      throw new SluiceError(ErrorCode.INVALID_KEY, 'getMany expects an array of keys');
+    const probes = keys.map((k, i) => keyProbe(this.schema, k, `getMany key ${i}`));
+    const snap = captureSnapshot(this.read);
+    return Promise.all(
+      probes.map((p) => getInSnapshot(this.read, snap.shards[shardOfKey(this.read, p.hash)]!, snap.seq, p)),
+    );
+  }
+
+  /** Newest live version of every key (matching `filter`), from one snapshot taken now. */
+  scan(options?: ScanOptions): ScanResult {
+    this.check();
+    return new ScanResult(this.read, captureSnapshot(this.read), options);
+  }
+}
