@@ -126,7 +126,7 @@ export async function attach(descriptor: TableDescriptor): Promise<AttachedTable
     );
   }
   const schema = schemaFromJson(d.schema as SchemaJson);
-  const producer = new Producer(schema, d.shards, d.sequencer, d.limits);
+  const producer = new Producer(schema, d.shards, d.sequencer, d.limits, d.claims);
   const registry = new Registry(d, schema);
   registry.refresh();
   return new AttachedTable(d, schema, producer, registry);

@@ -15,7 +15,8 @@ import { Sequencer, allocateControlBlock, schemaToJson } from '@sluice/core';
 import type { Manifest, ManifestStore, Memtable, TableSchema } from '@sluice/core';
 import type { FlushResult } from '@sluice/workers/flush';
 import type { ResolvedOptions, StorageFaults } from './options.js';
-import { Producer, allocateQueue } from './producer.js';
+import { CLAIM_SLOTS, Producer, allocateQueue } from './producer.js';
+import { SabQueue } from '@sluice/sab-queue';
 import type { RegistryMessage, TableDescriptor } from './descriptor.js';
 import { ShardClient } from './shard-client.js';
 import { ShardLifecycle } from './shard-lifecycle.js';
@@ -56,6 +57,7 @@ export class Broker {
   readonly #queueBytes: number;
   /** Every producer's queues, by producer id: one queue per shard. */
   readonly #queues = new Map<number, QueueHandle[]>();
+  readonly #claims = new Map<number, SharedArrayBuffer>();
   #nextProducer = 0;
   /** Ports of attached handles, told about every memtable and manifest. */
   readonly #ports = new Set<MessagePort>();
@@ -168,6 +170,7 @@ export class Broker {
       id,
       this.lifecycles.map(() => allocateQueue(id, this.#queueBytes)),
     );
+    this.#claims.set(id, new SharedArrayBuffer(8 * CLAIM_SLOTS));
     return id;
   }
 
@@ -176,7 +179,13 @@ export class Broker {
   }
 
   #producerFor(id: number): Producer {
-    return new Producer(this.schema, this.#shardBuffers(id), this.#sequencer.buffers, this.#limits());
+    return new Producer(
+      this.schema,
+      this.#shardBuffers(id),
+      this.#sequencer.buffers,
+      this.#limits(),
+      this.#claims.get(id)!,
+    );
   }
 
   #shardBuffers(id: number): TableDescriptor['shards'] {
@@ -226,8 +235,7 @@ export class Broker {
     // by the shards and dropped; records it never committed simply never existed.
     port1.on('close', () => {
       this.#ports.delete(port1);
-      this.#queues.delete(id);
-      for (const lc of this.lifecycles) lc.client.send({ kind: 'removeQueue', id });
+      void this.#reap(id);
     });
     port1.unref();
     return {
@@ -236,8 +244,31 @@ export class Broker {
       shards: this.#shardBuffers(id),
       sequencer: this.#sequencer.buffers,
       limits: this.#limits(),
+      claims: this.#claims.get(id)!,
       registry: port2,
     };
+  }
+
+  /**
+   * A producer thread is gone. Once the shards have drained its queues, the puts it still
+   * claimed are finished (their outcome was never reported to anyone), so the visible
+   * sequence does not wait forever for a thread that died mid-put; then its queues go.
+   */
+  async #reap(id: number): Promise<void> {
+    const queues = this.#queues.get(id);
+    const claims = this.#claims.get(id);
+    if (!queues || !claims) return;
+    const views = queues.map((q) => SabQueue.attach(q.queue));
+    while (!this.#failure && views.some((v) => v.usedBytes() > 0))
+      await new Promise((r) => setTimeout(r, 10));
+    const c = new BigInt64Array(claims);
+    for (let i = 0; i < c.length; i++) {
+      const seq = Number(Atomics.load(c, i));
+      if (seq !== 0) this.#sequencer.finish(seq);
+    }
+    this.#queues.delete(id);
+    this.#claims.delete(id);
+    for (const lc of this.lifecycles) lc.client.send({ kind: 'removeQueue', id });
   }
 
   #announce(msg: RegistryMessage): void {

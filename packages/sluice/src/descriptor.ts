@@ -14,6 +14,8 @@ export interface TableDescriptor {
   readonly shards: readonly ProducerShardBuffers[];
   readonly sequencer: SequencerBuffers;
   readonly limits: ProducerLimits;
+  /** This producer's in-flight put sequences (see CLAIM_SLOTS). */
+  readonly claims: SharedArrayBuffer;
   /** Brings every memtable buffer and manifest, each before any control block names it. */
   readonly registry: MessagePort;
 }

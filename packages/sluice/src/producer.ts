@@ -22,6 +22,13 @@ export interface ProducerShardBuffers {
   readonly queue: QueueHandle;
 }
 
+/**
+ * Claims of one producer thread: slot i holds the sequence of a put in flight (0 = free).
+ * If the thread dies, the broker finishes the claimed sequences once the thread's queues are
+ * drained, so the visible sequence moves on instead of waiting forever for a dead thread.
+ */
+export const CLAIM_SLOTS = 1024;
+
 export interface ProducerLimits {
   readonly maxValueBytes: number;
   readonly maxUnflushedBytes: number;
@@ -47,6 +54,7 @@ interface ShardLane {
 
 interface PutState {
   readonly seq: number;
+  readonly slot: number;
   remaining: number;
   error: SluiceError | undefined;
   readonly resolve: () => void;
@@ -83,6 +91,9 @@ export class Producer {
   #waiting: Promise<void> = Promise.resolve();
   #waitingCount = 0;
   #closedError: SluiceError | undefined;
+  readonly #claims: BigInt64Array;
+  readonly #freeSlots: number[] = [];
+  #slotWaiters: (() => void)[] = [];
   stalls = 0;
 
   constructor(
@@ -90,7 +101,10 @@ export class Producer {
     shards: readonly ProducerShardBuffers[],
     sequencer: SequencerBuffers,
     limits: ProducerLimits,
+    claims: SharedArrayBuffer,
   ) {
+    this.#claims = new BigInt64Array(claims);
+    for (let i = CLAIM_SLOTS - 1; i >= 0; i--) this.#freeSlots.push(i);
     this.#encoder = new RowEncoder(schema, shards.length, { maxValueBytes: limits.maxValueBytes });
     this.#seq = new Sequencer(sequencer);
     this.#limits = limits;
@@ -128,6 +142,7 @@ export class Producer {
     this.#checkOpen();
     const plans = this.#plan(input, op);
     const records = plans.reduce((n, p) => n + p.shardBytes.filter((b) => b > 0).length, 0);
+    while (this.#freeSlots.length === 0) await new Promise<void>((r) => this.#slotWaiters.push(r));
     const put = this.#begin(records);
     try {
       if (!(this.#waitingCount === 0 && this.#tryEnqueueAll(plans, put))) {
@@ -146,14 +161,17 @@ export class Producer {
   }
 
   #begin(records: number): PutHandle {
+    const slot = this.#freeSlots.pop()!;
     const seq = this.#seq.next();
+    // Claimed right after it is taken: the broker reads claims only after this thread is gone.
+    Atomics.store(this.#claims, slot, BigInt(seq));
     let resolve!: () => void;
     let reject!: (e: SluiceError) => void;
     const promise = new Promise<void>((res, rej) => {
       resolve = res;
       reject = rej;
     });
-    const state: PutState = { seq, remaining: records, error: undefined, resolve, reject };
+    const state: PutState = { seq, slot, remaining: records, error: undefined, resolve, reject };
     const ack = (): void => {
       if (--state.remaining === 0) this.#finish(state);
     };
@@ -175,6 +193,9 @@ export class Producer {
   #finish(put: PutState): void {
     const end = (): void => {
       this.#seq.finish(put.seq);
+      Atomics.store(this.#claims, put.slot, 0n);
+      this.#freeSlots.push(put.slot);
+      this.#slotWaiters.shift()?.();
       this.#seq.whenVisible(put.seq, () => (put.error ? put.reject(put.error) : put.resolve()));
     };
     // The completion ring holds RING_SIZE puts: wait (rarely) until the oldest slot is free.
