@@ -118,3 +118,89 @@ export function viewBatch(schema: TableSchema, bytes: Uint8Array): BatchView {
     hasDeletes: (h[H_FLAGS]! & FLAG_HAS_DELETES) !== 0,
   };
 }
+
+export interface BatchLayout {
+  readonly total: number;
+  readonly opOff: number;
+  readonly hashOff: number;
+  /** Per column: validityOffset, valuesOffset, dataOffset, dataLength (as in the header). */
+  readonly cols: Int32Array;
+}
+
+/**
+ * Offsets of every region of an encoded batch of `rows` rows. A validity bitmap exists for a
+ * column only when some row is null there (or for every non-key column of a delete batch).
+ */
+export function batchLayout(
+  schema: TableSchema,
+  rows: number,
+  utf8Bytes: ArrayLike<number>,
+  hasNull: ArrayLike<number>,
+  isDelete: boolean,
+): BatchLayout {
+  let off = headerBytes(schema.columns.length);
+  const opOff = off;
+  off = align8(off + rows);
+  const hashOff = off;
+  off = align8(off + 4 * rows);
+  const cols = new Int32Array(4 * schema.columns.length);
+  const bitmap = align8((rows + 7) >> 3);
+  for (const c of schema.columns) {
+    const nullable = c.index !== schema.keyIndex && (isDelete || hasNull[c.index] === 1);
+    if (nullable) {
+      cols[4 * c.index] = off;
+      off += bitmap;
+    }
+    cols[4 * c.index + 1] = off;
+    switch (c.kind) {
+      case 'i32':
+      case 'f32':
+        off += align8(4 * rows);
+        break;
+      case 'i64':
+      case 'f64':
+        off += 8 * rows;
+        break;
+      case 'bool':
+        off += bitmap;
+        break;
+      case 'vector':
+        off += align8(4 * rows * c.dim);
+        break;
+      case 'utf8':
+        off += align8(4 * (rows + 1));
+        cols[4 * c.index + 2] = off;
+        cols[4 * c.index + 3] = utf8Bytes[c.index]!;
+        off += align8(utf8Bytes[c.index]!);
+        break;
+    }
+  }
+  return { total: off, opOff, hashOff, cols };
+}
+
+export function writeBatchHeader(
+  target: Uint8Array,
+  columns: number,
+  rows: number,
+  layout: BatchLayout,
+  isDelete: boolean,
+  seq: number,
+): void {
+  const h = new Int32Array(target.buffer, target.byteOffset, H_COLDIR + 4 * columns);
+  h[H_MAGIC] = BATCH_MAGIC;
+  h[H_ROWS] = rows;
+  h[H_BYTES] = layout.total;
+  h[H_COLUMNS] = columns;
+  h[H_FLAGS] = isDelete ? FLAG_HAS_DELETES : 0;
+  h[5] = 0;
+  h[H_OP] = layout.opOff;
+  h[H_HASH] = layout.hashOff;
+  new Float64Array(target.buffer, target.byteOffset + 4 * H_SEQ_WORD, 1)[0] = seq;
+  h.set(layout.cols, H_COLDIR);
+}
+
+/** A write encoded for the shards: its size per shard and how to write it into a queue slot. */
+export interface EncodedWrite {
+  readonly shardBytes: readonly number[];
+  write(shard: number, target: Uint8Array, seq: number): void;
+}

@@ -25,3 +25,4 @@ export * from './generation/generation-reader.js';
 export * from './generation/generation-writer.js';
 export * from './generation/generation-cache.js';
 export * from './sequencer.js';
+export * from './arrow-encoder.js';

@@ -1,19 +1,5 @@
 import { ErrorCode, SluiceError } from '@sluice/protocol';
-import {
-  BATCH_MAGIC,
-  FLAG_HAS_DELETES,
-  H_BYTES,
-  H_COLDIR,
-  H_COLUMNS,
-  H_FLAGS,
-  H_HASH,
-  H_MAGIC,
-  H_OP,
-  H_ROWS,
-  H_SEQ_WORD,
-  align8,
-  headerBytes,
-} from './batch-format.js';
+import { batchLayout, writeBatchHeader } from './batch-format.js';
 import { OP_DELETE, OP_PUT } from './columnar.js';
 import { hashInt64Parts, hashUtf8String, shardOfHash } from './hash.js';
 import type { ColumnSpec, TableSchema } from './schema.js';
@@ -150,7 +136,9 @@ export class RowEncoder {
       shardRows[s]![fill[s]!++] = r;
     }
     const shardBytes = shardRows.map((rows, s) =>
-      rows.length === 0 ? 0 : this.#layout(rows.length, utf8Bytes[s]!, hasNull[s]!, op).total,
+      rows.length === 0
+        ? 0
+        : batchLayout(schema, rows.length, utf8Bytes[s]!, hasNull[s]!, op === OP_DELETE).total,
     );
     return { rows: n, op, source: input, rowShard, hashes, shardRows, shardBytes, utf8Bytes, hasNull };
   }
@@ -242,53 +230,6 @@ export class RowEncoder {
     }
   }
 
-  #layout(
-    rows: number,
-    utf8: Int32Array,
-    hasNull: Uint8Array,
-    op: number,
-  ): { total: number; opOff: number; hashOff: number; cols: Int32Array } {
-    const schema = this.#schema;
-    let off = headerBytes(schema.columns.length);
-    const opOff = off;
-    off = align8(off + rows);
-    const hashOff = off;
-    off = align8(off + 4 * rows);
-    const cols = new Int32Array(4 * schema.columns.length);
-    const bitmap = align8((rows + 7) >> 3);
-    for (const c of schema.columns) {
-      const nullable = c.index !== schema.keyIndex && (op === OP_DELETE || hasNull[c.index] === 1);
-      if (nullable) {
-        cols[4 * c.index] = off;
-        off += bitmap;
-      }
-      cols[4 * c.index + 1] = off;
-      switch (c.kind) {
-        case 'i32':
-        case 'f32':
-          off += align8(4 * rows);
-          break;
-        case 'i64':
-        case 'f64':
-          off += 8 * rows;
-          break;
-        case 'bool':
-          off += bitmap;
-          break;
-        case 'vector':
-          off += align8(4 * rows * c.dim);
-          break;
-        case 'utf8':
-          off += align8(4 * (rows + 1));
-          cols[4 * c.index + 2] = off;
-          cols[4 * c.index + 3] = utf8[c.index]!;
-          off += align8(utf8[c.index]!);
-          break;
-      }
-    }
-    return { total: off, opOff, hashOff, cols };
-  }
-
   /**
    * Pass 2: writes shard `s`'s rows of a plan into `target` (exactly plan.shardBytes[s] long,
    * 8-byte aligned, e.g. a SAB queue reservation). Cannot fail: pass 1 checked everything.
@@ -297,7 +238,13 @@ export class RowEncoder {
     const schema = this.#schema;
     const rows = plan.shardRows[s]!;
     const n = rows.length;
-    const { total, opOff, hashOff, cols } = this.#layout(n, plan.utf8Bytes[s]!, plan.hasNull[s]!, plan.op);
+    const { total, opOff, hashOff, cols } = batchLayout(
+      this.#schema,
+      n,
+      plan.utf8Bytes[s]!,
+      plan.hasNull[s]!,
+      plan.op === OP_DELETE,
+    );
     if (target.byteLength < total || target.byteOffset % 8 !== 0) {
       throw new SluiceError(
         ErrorCode.INTERNAL,
@@ -306,17 +253,14 @@ export class RowEncoder {
     }
     const buf = target.buffer;
     const base = target.byteOffset;
-    const h = new Int32Array(buf, base, H_COLDIR + 4 * schema.columns.length);
-    h[H_MAGIC] = BATCH_MAGIC;
-    h[H_ROWS] = n;
-    h[H_BYTES] = total;
-    h[H_COLUMNS] = schema.columns.length;
-    h[H_FLAGS] = plan.op === OP_DELETE ? FLAG_HAS_DELETES : 0;
-    h[5] = 0;
-    h[H_OP] = opOff;
-    h[H_HASH] = hashOff;
-    new Float64Array(buf, base + 4 * H_SEQ_WORD, 1)[0] = seq;
-    h.set(cols, H_COLDIR);
+    writeBatchHeader(
+      target,
+      schema.columns.length,
+      n,
+      { total, opOff, hashOff, cols },
+      plan.op === OP_DELETE,
+      seq,
+    );
     new Uint8Array(buf, base + opOff, n).fill(plan.op === OP_DELETE ? OP_DELETE : OP_PUT);
     const hashes = new Uint32Array(buf, base + hashOff, n);
     for (let i = 0; i < n; i++) hashes[i] = plan.hashes[rows[i]!]!;

@@ -1,3 +1,4 @@
+import type { RecordBatch } from 'apache-arrow';
 import { ErrorCode, SluiceError } from '@sluice/protocol';
 import type { TableSchema } from '@sluice/core';
 
@@ -57,4 +58,10 @@ export function rowsOfArrow(schema: TableSchema, input: ArrowLike): Record<strin
     }
   }
   return rows;
+}
+
+/** The record batches of an Arrow Table, or the RecordBatch itself. */
+export function arrowBatches(input: object): RecordBatch[] {
+  const batches = (input as { batches?: RecordBatch[] }).batches;
+  return Array.isArray(batches) ? batches : [input as RecordBatch];
 }

@@ -13,8 +13,9 @@ import {
   TERMINAL_ERRORS,
 } from '@sluice/protocol';
 import type { QueueHandle } from '@sluice/protocol';
-import { RowEncoder, Sequencer } from '@sluice/core';
-import type { EncodePlan, SequencerBuffers, TableSchema } from '@sluice/core';
+import type { RecordBatch } from 'apache-arrow';
+import { ArrowEncoder, RowEncoder, Sequencer } from '@sluice/core';
+import type { EncodedWrite, SequencerBuffers, TableSchema } from '@sluice/core';
 
 /** The shared buffers a producer thread needs for one shard. */
 export interface ProducerShardBuffers {
@@ -84,6 +85,7 @@ export function allocateQueue(id: number, bytes: number): QueueHandle {
  */
 export class Producer {
   readonly #encoder: RowEncoder;
+  readonly #arrow: ArrowEncoder;
   readonly #lanes: ShardLane[];
   readonly #seq: Sequencer;
   readonly #limits: ProducerLimits;
@@ -106,6 +108,7 @@ export class Producer {
     this.#claims = new BigInt64Array(claims);
     for (let i = CLAIM_SLOTS - 1; i >= 0; i--) this.#freeSlots.push(i);
     this.#encoder = new RowEncoder(schema, shards.length, { maxValueBytes: limits.maxValueBytes });
+    this.#arrow = new ArrowEncoder(schema, shards.length, { maxValueBytes: limits.maxValueBytes });
     this.#seq = new Sequencer(sequencer);
     this.#limits = limits;
     this.#lanes = shards.map((b, shard) => {
@@ -137,10 +140,23 @@ export class Producer {
     if (this.#seq.closed) throw new SluiceError(ErrorCode.CLOSED, 'the table is closed');
   }
 
-  /** Validates (whole, before anything is enqueued), encodes and enqueues one put or delete. */
-  async write(input: readonly unknown[], op: number): Promise<void> {
+  /** Validates (whole, before anything is enqueued), encodes and enqueues one put or delete of plain rows/keys. */
+  write(input: readonly unknown[], op: number): Promise<void> {
     this.#checkOpen();
-    const plans = this.#plan(input, op);
+    return this.#submit(this.#plan(input, op));
+  }
+
+  /** The same for Arrow record batches with exactly the table's columns (columnar, no rows materialised). */
+  writeArrow(batches: readonly RecordBatch[]): Promise<void> {
+    this.#checkOpen();
+    return this.#submit(batches.flatMap((b) => this.#planArrow(b)));
+  }
+
+  acceptsArrow(batch: RecordBatch): boolean {
+    return this.#arrow.accepts(batch);
+  }
+
+  async #submit(plans: readonly EncodedWrite[]): Promise<void> {
     const records = plans.reduce((n, p) => n + p.shardBytes.filter((b) => b > 0).length, 0);
     while (this.#freeSlots.length === 0) await new Promise<void>((r) => this.#slotWaiters.push(r));
     const put = this.#begin(records);
@@ -204,16 +220,33 @@ export class Producer {
   }
 
   /** Splits input so every shard's record fits its queue, then plans each part (all validation happens here). */
-  #plan(input: readonly unknown[], op: number): EncodePlan[] {
+  #plan(input: readonly unknown[], op: number): EncodedWrite[] {
     const whole = this.#encoder.plan(input, op);
-    const limit = Math.min(...this.#lanes.map((l) => l.queue.maxRecordBytes));
-    const biggest = Math.max(0, ...whole.shardBytes);
-    if (biggest <= limit || input.length <= 1) return [whole];
-    const parts = Math.ceil(biggest / (limit * 0.5));
+    const parts = this.#parts(whole.shardBytes, input.length);
+    if (parts === 1)
+      return [{ shardBytes: whole.shardBytes, write: (s, t, seq) => this.#encoder.write(whole, s, t, seq) }];
     const size = Math.ceil(input.length / parts);
-    const plans: EncodePlan[] = [];
+    const plans: EncodedWrite[] = [];
     for (let i = 0; i < input.length; i += size) plans.push(...this.#plan(input.slice(i, i + size), op));
     return plans;
+  }
+
+  #planArrow(batch: RecordBatch): EncodedWrite[] {
+    const whole = this.#arrow.plan(batch);
+    const parts = this.#parts(whole.shardBytes, batch.numRows);
+    if (parts === 1) return [whole];
+    const size = Math.ceil(batch.numRows / parts);
+    const plans: EncodedWrite[] = [];
+    for (let i = 0; i < batch.numRows; i += size) plans.push(...this.#planArrow(batch.slice(i, i + size)));
+    return plans;
+  }
+
+  /** How many parts a write must be split into so each shard's record fits its queue. */
+  #parts(shardBytes: readonly number[], rows: number): number {
+    const limit = Math.min(...this.#lanes.map((l) => l.queue.maxRecordBytes));
+    const biggest = Math.max(0, ...shardBytes);
+    if (biggest <= limit || rows <= 1) return 1;
+    return Math.ceil(biggest / (limit * 0.5));
   }
 
   #shardError(lane: ShardLane): SluiceError | undefined {
@@ -230,7 +263,7 @@ export class Producer {
    * Enqueues every record of a put synchronously, or nothing: all queues are checked for room
    * first, so a put is never half enqueued when a queue is full.
    */
-  #tryEnqueueAll(plans: readonly EncodePlan[], put: PutHandle): boolean {
+  #tryEnqueueAll(plans: readonly EncodedWrite[], put: PutHandle): boolean {
     if (this.#seq.unflushedBytes > this.#limits.maxUnflushedBytes) return false;
     const need = new Map<number, number>();
     for (const p of plans) p.shardBytes.forEach((b, s) => b > 0 && need.set(s, (need.get(s) ?? 0) + b + 64));
@@ -262,7 +295,7 @@ export class Producer {
           );
           continue;
         }
-        this.#encoder.write(p, s, view, put.seq);
+        p.write(s, view, put.seq);
         lane.queue.commit();
         lane.produced = (lane.produced + 1) | 0;
         lane.pending.push({ record: lane.produced, done: put.ack, fail: put.fail });
@@ -275,7 +308,7 @@ export class Producer {
     return true;
   }
 
-  async #enqueueWhenRoom(plans: readonly EncodePlan[], put: PutHandle): Promise<void> {
+  async #enqueueWhenRoom(plans: readonly EncodedWrite[], put: PutHandle): Promise<void> {
     const deadline = performance.now() + this.#limits.backpressureTimeoutMs;
     this.stalls++;
     for (;;) {

@@ -1,7 +1,7 @@
 import { ErrorCode, SluiceError } from '@sluice/protocol';
 import { OP_DELETE, OP_PUT } from '@sluice/core';
 import type { TableSchema } from '@sluice/core';
-import { isArrowInput, rowsOfArrow } from './arrow-input.js';
+import { arrowBatches, isArrowInput, rowsOfArrow } from './arrow-input.js';
 import type { Producer } from './producer.js';
 import { ScanResult, captureSnapshot, getInSnapshot, keyProbe, shardOfKey } from './reader.js';
 import type { ReadContext, Row, ScanOptions } from './reader.js';
@@ -29,8 +29,14 @@ export abstract class TableOps {
     this.check();
     let input: readonly unknown[];
     if (Array.isArray(rows)) input = rows;
-    else if (isArrowInput(rows)) input = rowsOfArrow(this.schema, rows);
-    else {
+    else if (isArrowInput(rows)) {
+      const batches = arrowBatches(rows);
+      if (batches.every((b) => this.producer.acceptsArrow(b))) {
+        await this.producer.writeArrow(batches);
+        return;
+      }
+      input = rowsOfArrow(this.schema, rows);
+    } else {
       throw new SluiceError(
         ErrorCode.INVALID_ROW,
         'put expects an array of row objects, an Arrow RecordBatch or an Arrow Table',
