@@ -41,6 +41,8 @@ export interface Snapshot {
   /** Rows of puts with a higher sequence are invisible in this snapshot. */
   readonly seq: number;
   readonly shards: readonly (ShardSnapshot | undefined)[];
+  /** Unpins the captured memtables (they may be recycled afterwards). Idempotent. */
+  release(): void;
 }
 
 /** Where a thread resolves what a shard control block names. */
@@ -107,7 +109,36 @@ export function captureSnapshot(ctx: ReadContext, only?: ReadonlySet<number>): S
       shards.push({ memtables, generations: [...manifest!.generations].reverse() });
     }
     if (missing) continue; // an announcement is in flight: refresh and retry
-    if (newest <= seq || ctx.visibleSeq() === seq) return { seq, shards };
+    if (newest > seq && ctx.visibleSeq() !== seq) continue;
+    // Pin every captured memtable so the broker cannot recycle its buffer while we read it.
+    // A memtable retired and recycled since we read the control block refuses the pin:
+    // capture again (its rows are in a file by now).
+    const pinned: Memtable[] = [];
+    let ok = true;
+    for (const sh of shards) {
+      for (const m of sh?.memtables ?? []) {
+        if (!m.memtable.pin()) {
+          ok = false;
+          break;
+        }
+        pinned.push(m.memtable);
+      }
+      if (!ok) break;
+    }
+    if (!ok) {
+      for (const m of pinned) m.unpin();
+      continue;
+    }
+    let released = false;
+    return {
+      seq,
+      shards,
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const m of pinned) m.unpin();
+      },
+    };
   }
   throw new SluiceError(
     ErrorCode.INTERNAL,
@@ -277,6 +308,8 @@ async function* shardSelections(
   }
 }
 
+const scanFinalizer = new FinalizationRegistry<() => void>((release) => release());
+
 /** The result of `db.scan()`: an async iterable of RecordBatches, plus `toArrow()` and `toArray()`. */
 export class ScanResult implements AsyncIterable<RecordBatch> {
   readonly #ctx: ReadContext;
@@ -284,10 +317,13 @@ export class ScanResult implements AsyncIterable<RecordBatch> {
   readonly #columns: readonly ColumnSpec[];
   readonly #filter: CompiledFilter | undefined;
   readonly #limit: number;
+  #consumed = false;
 
   constructor(ctx: ReadContext, snap: Snapshot, options: ScanOptions | undefined) {
     this.#ctx = ctx;
     this.#snap = snap;
+    // A scan that is never read holds its pins until it is garbage collected.
+    scanFinalizer.register(this, snap.release, this);
     const o = options ?? {};
     if (typeof o !== 'object' || o === null) {
       throw new SluiceError(ErrorCode.INVALID_OPTIONS, 'scan options must be an object');
@@ -321,11 +357,21 @@ export class ScanResult implements AsyncIterable<RecordBatch> {
   }
 
   async *#selections(): AsyncGenerator<Selection> {
+    if (this.#consumed) {
+      throw new SluiceError(ErrorCode.INVALID_OPTIONS, 'a scan result can be read once: call db.scan() again');
+    }
+    this.#consumed = true;
     const budget = { left: this.#limit };
-    for (const snap of this.#snap.shards) {
-      if (!snap) continue;
-      if (budget.left <= 0) return;
-      yield* shardSelections(this.#ctx, snap, this.#snap.seq, this.#filter, budget);
+    try {
+      for (const snap of this.#snap.shards) {
+        if (!snap) continue;
+        if (budget.left <= 0) return;
+        yield* shardSelections(this.#ctx, snap, this.#snap.seq, this.#filter, budget);
+      }
+    } finally {
+      // Batches yielded before this point were gathered into their own buffers.
+      this.#snap.release();
+      scanFinalizer.unregister(this);
     }
   }
 

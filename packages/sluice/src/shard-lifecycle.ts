@@ -42,6 +42,7 @@ interface FrozenEntry {
 }
 
 const SPARES = 2;
+const RETIRED_KEPT = 4;
 const MAX_BACKOFF_MS = 5_000;
 
 /**
@@ -69,6 +70,8 @@ export class ShardLifecycle {
   /** Every memtable a reader may meet in the control block: active, spares, frozen. */
   readonly memtables = new Map<number, Memtable>();
   readonly #frozen: FrozenEntry[] = [];
+  /** Retired memtables whose buffers may be recycled once no reader pins them. */
+  readonly #retired: Memtable[] = [];
   #sparesOut = 0;
   #nextGen: number;
   #committing = false;
@@ -146,7 +149,13 @@ export class ShardLifecycle {
     const caps = utf8Capacity.map((c, i) =>
       this.#ctx.schema.columns[i]!.kind === 'utf8' ? Math.max(c, minUtf8) : 0,
     );
-    const mt = Memtable.allocate(this.#ctx.schema, capacity, caps, this.#nextGen++, this.shard);
+    const gen = this.#nextGen++;
+    let mt: Memtable | undefined;
+    for (let i = 0; i < this.#retired.length && !mt; i++) {
+      mt = Memtable.recycle(this.#retired[i]!, capacity, caps, gen, this.shard);
+      if (mt) this.#retired.splice(i, 1);
+    }
+    mt ??= Memtable.allocate(this.#ctx.schema, capacity, caps, gen, this.shard);
     this.memtables.set(mt.generation, mt);
     this.#ctx.announceMemtable(mt);
     return mt;
@@ -339,6 +348,9 @@ export class ShardLifecycle {
     retireFrozen(this.client.control, written.gen, next.version);
     this.#frozen.shift();
     this.memtables.delete(written.gen);
+    // Keep the buffer for a later generation: its pages are already faulted in.
+    this.#retired.push(entry.memtable);
+    if (this.#retired.length > RETIRED_KEPT) this.#retired.shift();
     this.client.send({ kind: 'committed', replayFromLsn: next.replayFromLsn });
     this.#ctx.memoryChanged();
     this.replenish();

@@ -68,7 +68,11 @@ export abstract class TableOps {
     const probe = keyProbe(this.schema, key, 'get');
     const s = shardOfKey(this.read, probe.hash);
     const snap = captureSnapshot(this.read, new Set([s]));
-    return getInSnapshot(this.read, snap.shards[s]!, snap.seq, probe);
+    try {
+      return await getInSnapshot(this.read, snap.shards[s]!, snap.seq, probe);
+    } finally {
+      snap.release();
+    }
   }
 
   /** Latest live rows for `keys` (undefined where absent), all from one snapshot. */
@@ -78,14 +82,24 @@ export abstract class TableOps {
       throw new SluiceError(ErrorCode.INVALID_KEY, 'getMany expects an array of keys');
     const probes = keys.map((k, i) => keyProbe(this.schema, k, `getMany key ${i}`));
     const snap = captureSnapshot(this.read);
-    return Promise.all(
-      probes.map((p) => getInSnapshot(this.read, snap.shards[shardOfKey(this.read, p.hash)]!, snap.seq, p)),
-    );
+    try {
+      return await Promise.all(
+        probes.map((p) => getInSnapshot(this.read, snap.shards[shardOfKey(this.read, p.hash)]!, snap.seq, p)),
+      );
+    } finally {
+      snap.release();
+    }
   }
 
   /** Newest live version of every key (matching `filter`), from one snapshot taken now. */
   scan(options?: ScanOptions): ScanResult {
     this.check();
-    return new ScanResult(this.read, captureSnapshot(this.read), options);
+    const snap = captureSnapshot(this.read);
+    try {
+      return new ScanResult(this.read, snap, options);
+    } catch (err) {
+      snap.release();
+      throw err;
+    }
   }
 }

@@ -14,6 +14,12 @@ export const MH_INDEX_SLOTS = 3;
 export const MH_COLUMNS = 4;
 export const MH_GENERATION = 5;
 export const MH_SHARD = 6;
+/**
+ * Reader pins: readers on any thread add 1 while they hold a captured memtable; the broker
+ * recycles a retired memtable's buffer only after swapping 0 for PINS_RECLAIMED (see Memtable).
+ */
+export const MH_PINS = 7;
+export const PINS_RECLAIMED = -(1 << 30);
 /** Words 16 + c: utf8 byte capacity of column c (0 for other kinds). */
 export const MH_UTF8_CAP = 16;
 

@@ -9,14 +9,17 @@ import {
   MH_GENERATION,
   MH_INDEX_SLOTS,
   MH_MAGIC,
+  MH_PINS,
   MH_SHARD,
   MH_UTF8_CAP,
   MH_VERSION,
   MT_MAGIC,
   MT_VERSION,
+  PINS_RECLAIMED,
   memtableLayout,
 } from './layout.js';
 import type { MemtableLayout } from './layout.js';
+
 
 /**
  * A memtable seen through typed arrays over its SharedArrayBuffer. Constructing one is cheap
@@ -36,6 +39,7 @@ export class Memtable {
   readonly prev: Int32Array;
   readonly index: Int32Array;
   readonly columns: readonly ColumnBuffers[];
+  readonly #header: Int32Array;
 
   constructor(buffer: SharedArrayBuffer, schema: TableSchema) {
     const h = new Int32Array(buffer, 0, MH_UTF8_CAP + schema.columns.length);
@@ -44,10 +48,11 @@ export class Memtable {
     }
     const utf8 = schema.columns.map((c) => h[MH_UTF8_CAP + c.index]!);
     const layout = memtableLayout(schema, h[MH_CAPACITY]!, utf8);
-    if (layout.indexSlots !== h[MH_INDEX_SLOTS] || layout.totalBytes !== buffer.byteLength) {
+    if (layout.indexSlots !== h[MH_INDEX_SLOTS] || layout.totalBytes > buffer.byteLength) {
       throw new SluiceError(ErrorCode.INTERNAL, 'memtable header does not match its buffer');
     }
     this.buffer = buffer;
+    this.#header = h;
     this.schema = schema;
     this.layout = layout;
     this.generation = h[MH_GENERATION]!;
@@ -100,7 +105,42 @@ export class Memtable {
     shard: number,
   ): Memtable {
     const layout = memtableLayout(schema, capacity, utf8Capacity);
-    const buffer = new SharedArrayBuffer(layout.totalBytes);
+    return Memtable.#init(new SharedArrayBuffer(layout.totalBytes), schema, layout, capacity, generation, shard);
+  }
+
+  /**
+   * Re-arms the buffer of a retired memtable for a new generation, if it is big enough and no
+   * reader holds it; returns undefined otherwise. Page faults on fresh shared memory cost more
+   * than the rows written into it, so the broker recycles buffers instead of allocating.
+   */
+  static recycle(
+    old: Memtable,
+    capacity: number,
+    utf8Capacity: readonly number[],
+    generation: number,
+    shard: number,
+  ): Memtable | undefined {
+    const layout = memtableLayout(old.schema, capacity, utf8Capacity);
+    if (layout.totalBytes > old.buffer.byteLength) return undefined;
+    // One CAS decides between the broker and every reader: pins 0 -> RECLAIMED. A reader that
+    // pins afterwards sees a negative count and backs off.
+    if (Atomics.compareExchange(old.#header, MH_PINS, 0, PINS_RECLAIMED) !== 0) return undefined;
+    new Int32Array(old.buffer, layout.index, layout.indexSlots).fill(0);
+    const mt = Memtable.#init(old.buffer, old.schema, layout, capacity, generation, shard);
+    // Give back the reclaim without erasing the +1/-1 of readers that tried to pin meanwhile:
+    // they see the new generation in the header and retry.
+    Atomics.sub(mt.#header, MH_PINS, PINS_RECLAIMED);
+    return mt;
+  }
+
+  static #init(
+    buffer: SharedArrayBuffer,
+    schema: TableSchema,
+    layout: MemtableLayout,
+    capacity: number,
+    generation: number,
+    shard: number,
+  ): Memtable {
     const h = new Int32Array(buffer, 0, MH_UTF8_CAP + schema.columns.length);
     h[MH_MAGIC] = MT_MAGIC;
     h[MH_VERSION] = MT_VERSION;
@@ -110,7 +150,29 @@ export class Memtable {
     h[MH_GENERATION] = generation;
     h[MH_SHARD] = shard;
     for (const c of schema.columns) h[MH_UTF8_CAP + c.index] = layout.columns[c.index]!.dataCapacity;
-    return new Memtable(buffer, schema);
+    // The header stores above are published to other threads by the postMessage that hands
+    // the memtable on, and to readers by the control block that names it.
+    Atomics.store(h, MH_GENERATION, generation);
+    const mt = new Memtable(buffer, schema);
+    for (const c of schema.columns) if (c.kind === 'utf8') (mt.columns[c.index]!.values as Int32Array)[0] = 0;
+    return mt;
+  }
+
+  /**
+   * Holds this memtable against recycling while a reader uses it. False when it was recycled
+   * (or is being recycled) into another generation: the reader must capture again.
+   */
+  pin(): boolean {
+    const before = Atomics.add(this.#header, MH_PINS, 1);
+    if (before < 0 || Atomics.load(this.#header, MH_GENERATION) !== this.generation) {
+      Atomics.sub(this.#header, MH_PINS, 1);
+      return false;
+    }
+    return true;
+  }
+
+  unpin(): void {
+    Atomics.sub(this.#header, MH_PINS, 1);
   }
 
   get capacity(): number {
