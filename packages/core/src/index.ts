@@ -26,3 +26,4 @@ export * from './generation/generation-writer.js';
 export * from './generation/generation-cache.js';
 export * from './sequencer.js';
 export * from './arrow-encoder.js';
+export * from './key-set.js';

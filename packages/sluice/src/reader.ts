@@ -2,6 +2,7 @@ import { Table } from 'apache-arrow';
 import type { RecordBatch } from 'apache-arrow';
 import { ErrorCode, SluiceError } from '@sluice/protocol';
 import {
+  KeySet,
   OP_DELETE,
   arrowSchemaOf,
   compileFilter,
@@ -9,7 +10,6 @@ import {
   hashInt64Parts,
   hashUtf8String,
   int64At,
-  keyAt,
   readControl,
   rowObjectAt,
   shardOfHash,
@@ -258,12 +258,24 @@ export interface ScanOptions {
 interface Selection {
   readonly view: ColumnarView;
   readonly rows: Int32Array;
+  /** The file's own record batch when every one of its rows is selected (zero-copy output). */
+  readonly whole?: RecordBatch;
+}
+
+interface Source {
+  readonly view: ColumnarView;
+  /** Candidate rows (newest version per key within the source), or null for all rows. */
+  readonly rows: Int32Array | null;
+  readonly hashes: Uint32Array | null;
+  readonly batch?: RecordBatch;
 }
 
 /**
  * Newest-first merge of one shard's sources: a key's first appearance (newest source first)
  * decides it; older versions are skipped whatever they hold, so a filter only ever sees the
- * newest version, and tombstones hide every older version.
+ * newest version, and tombstones hide every older version. Keys seen are kept in a KeySet
+ * (typed arrays, exact comparison); the oldest source only looks keys up, and a shard with a
+ * single source needs no set at all.
  */
 async function* shardSelections(
   ctx: ReadContext,
@@ -272,39 +284,52 @@ async function* shardSelections(
   filter: CompiledFilter | undefined,
   budget: { left: number },
 ): AsyncGenerator<Selection> {
-  const seen = new Set<bigint | string>();
   const schema = ctx.schema;
-  const visit = function* (
-    view: ColumnarView,
-    candidates: Int32Array | null,
-    n: number,
-  ): Generator<Selection> {
+  const sources: Source[] = [];
+  for (const { memtable, rows } of snap.memtables) {
+    const latest = memtable.latestRows(rows, seq);
+    if (latest.length > 0) sources.push({ view: memtable.view(rows), rows: latest, hashes: memtable.hash });
+  }
+  for (const entry of snap.generations) {
+    const reader = await ctx.cache.get(ctx.storage, entry, ctx.schema);
+    reader.batches.forEach((view, i) =>
+      sources.push({ view, rows: null, hashes: null, batch: reader.recordBatches[i] }),
+    );
+  }
+  // Batches of one generation file hold disjoint keys: only sources of different origin need
+  // dedup. Count origins: each memtable is one, each file is one.
+  const origins = snap.memtables.length + snap.generations.length;
+  const seen = origins > 1 ? new KeySet(schema.keyKind, 1 << 14) : undefined;
+  const keyIndex = schema.keyIndex;
+  // Index of the first source belonging to the oldest origin: from there on, only look up.
+  let lastOriginStart = sources.length;
+  if (snap.generations.length > 0) {
+    const oldest = await ctx.cache.get(ctx.storage, snap.generations.at(-1)!, ctx.schema);
+    lastOriginStart = sources.length - oldest.batches.length;
+  } else if (sources.length > 0) lastOriginStart = sources.length - 1;
+  for (let si = 0; si < sources.length && budget.left > 0; si++) {
+    const src = sources[si]!;
+    const view = src.view;
+    const n = src.rows ? src.rows.length : view.rows;
     const out = new Int32Array(n);
     let k = 0;
+    const id = seen?.source(view.columns[keyIndex]!) ?? -1;
+    const insert = si < lastOriginStart;
+    const op = view.op;
     for (let i = 0; i < n && budget.left > 0; i++) {
-      const r = candidates ? candidates[i]! : i;
-      const key = keyAt(schema, view, r);
-      if (seen.has(key)) continue;
-      seen.add(key);
-      if (view.op !== null && view.op[r] === OP_DELETE) continue;
+      const r = src.rows ? src.rows[i]! : i;
+      if (seen) {
+        const h = src.hashes ? src.hashes[r]! : seen.hashOf(id, r);
+        if (insert ? !seen.add(id, r, h) : seen.has(id, r, h)) continue;
+      }
+      if (op !== null && op[r] === OP_DELETE) continue;
       if (filter && !filter.matches(view, r)) continue;
       out[k++] = r;
       budget.left--;
     }
-    if (k > 0) yield { view, rows: out.subarray(0, k) };
-  };
-  for (const { memtable, rows } of snap.memtables) {
-    if (budget.left <= 0) return;
-    const latest = memtable.latestRows(rows, seq);
-    yield* visit(memtable.view(rows), latest, latest.length);
-  }
-  for (const entry of snap.generations) {
-    if (budget.left <= 0) return;
-    const reader = await ctx.cache.get(ctx.storage, entry, ctx.schema);
-    for (const view of reader.batches) {
-      if (budget.left <= 0) return;
-      yield* visit(view, null, view.rows);
-    }
+    if (k === 0) continue;
+    const whole = src.batch && k === view.rows ? src.batch : undefined;
+    yield { view, rows: out.subarray(0, k), ...(whole ? { whole } : {}) };
   }
 }
 
@@ -358,7 +383,10 @@ export class ScanResult implements AsyncIterable<RecordBatch> {
 
   async *#selections(): AsyncGenerator<Selection> {
     if (this.#consumed) {
-      throw new SluiceError(ErrorCode.INVALID_OPTIONS, 'a scan result can be read once: call db.scan() again');
+      throw new SluiceError(
+        ErrorCode.INVALID_OPTIONS,
+        'a scan result can be read once: call db.scan() again',
+      );
     }
     this.#consumed = true;
     const budget = { left: this.#limit };
@@ -376,8 +404,12 @@ export class ScanResult implements AsyncIterable<RecordBatch> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
+    const names = this.#columns.map((c) => c.name);
     for await (const sel of this.#selections()) {
-      yield gatherToArrow(this.#ctx.schema, sel.view, sel.rows, this.#columns);
+      // A whole file batch is already deduplicated, sorted and immutable: hand it out as is
+      // (projected, without the __op/__seq columns), no copy.
+      if (sel.whole) yield sel.whole.select(names) as unknown as RecordBatch;
+      else yield gatherToArrow(this.#ctx.schema, sel.view, sel.rows, this.#columns);
     }
   }
 

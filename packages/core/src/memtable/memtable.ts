@@ -20,7 +20,6 @@ import {
 } from './layout.js';
 import type { MemtableLayout } from './layout.js';
 
-
 /**
  * A memtable seen through typed arrays over its SharedArrayBuffer. Constructing one is cheap
  * and works on any thread from (buffer, schema) alone. Readers always pass the row count they
@@ -105,7 +104,14 @@ export class Memtable {
     shard: number,
   ): Memtable {
     const layout = memtableLayout(schema, capacity, utf8Capacity);
-    return Memtable.#init(new SharedArrayBuffer(layout.totalBytes), schema, layout, capacity, generation, shard);
+    return Memtable.#init(
+      new SharedArrayBuffer(layout.totalBytes),
+      schema,
+      layout,
+      capacity,
+      generation,
+      shard,
+    );
   }
 
   /**
