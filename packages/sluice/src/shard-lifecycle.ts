@@ -1,6 +1,13 @@
 import { CB_MAX_FROZEN, ErrorCode, SluiceError, fromWire } from '@sluice/protocol';
 import type { FlushTask, FrozenInfo, QueueHandle } from '@sluice/protocol';
-import { Memtable, planMemtable, retireFrozen, schemaToJson, setManifestVersion } from '@sluice/core';
+import {
+  Memtable,
+  memtableLayout,
+  planMemtable,
+  retireFrozen,
+  schemaToJson,
+  setManifestVersion,
+} from '@sluice/core';
 import type { GenerationWritten, Manifest, ManifestStore, TableSchema } from '@sluice/core';
 import type { FlushResult } from '@sluice/workers/flush';
 import type { ShardClient } from './shard-client.js';
@@ -91,6 +98,8 @@ export class ShardLifecycle {
     beforeCommit: null,
   };
   flushes = 0;
+  /** Memtables made from a retired memtable's buffer instead of fresh memory. */
+  recycled = 0;
   flushFailures = 0;
   commitFailures = 0;
   lastFlushMs = 0;
@@ -151,9 +160,28 @@ export class ShardLifecycle {
     );
     const gen = this.#nextGen++;
     let mt: Memtable | undefined;
+    const want = memtableLayout(this.#ctx.schema, capacity, caps).totalBytes;
     for (let i = 0; i < this.#retired.length && !mt; i++) {
-      mt = Memtable.recycle(this.#retired[i]!, capacity, caps, gen, this.shard);
-      if (mt) this.#retired.splice(i, 1);
+      const old = this.#retired[i]!;
+      if (old.byteLength < want * 0.75) continue;
+      // Fit the plan to the old buffer (within a quarter of the size we wanted): a few rows
+      // fewer is far cheaper than faulting in fresh shared memory.
+      let cap = capacity;
+      let utf8 = caps;
+      for (
+        let k = 0;
+        k < 32 && memtableLayout(this.#ctx.schema, cap, utf8).totalBytes > old.byteLength;
+        k++
+      ) {
+        const f = (old.byteLength / memtableLayout(this.#ctx.schema, cap, utf8).totalBytes) * 0.99;
+        cap = Math.max(64, Math.floor(cap * f));
+        utf8 = utf8.map((u) => (u === 0 ? 0 : Math.max(minUtf8, Math.floor(u * f))));
+      }
+      mt = Memtable.recycle(old, cap, utf8, gen, this.shard);
+      if (mt) {
+        this.#retired.splice(i, 1);
+        this.recycled++;
+      }
     }
     mt ??= Memtable.allocate(this.#ctx.schema, capacity, caps, gen, this.shard);
     this.memtables.set(mt.generation, mt);
