@@ -11,16 +11,31 @@ import {
   storageWithFaults,
   writeGeneration,
 } from '@sluice/core';
-import type { GenerationWritten } from '@sluice/core';
+import type { GenerationWritten, Storage } from '@sluice/core';
 import { toWire } from '@sluice/protocol';
 import type { FlushTask, WireError } from '@sluice/protocol';
 
 export type FlushResult = { ok: true; entry: GenerationWritten } | { ok: false; error: WireError };
 
+/**
+ * One storage per (table, fault script) for the life of this pool thread, so a scripted fault
+ * ("fail the next 2 generation writes") counts across flush tasks as it would across calls.
+ */
+const storages = new Map<string, Storage>();
+function storageFor(task: FlushTask): Storage {
+  const key = `${task.root}\0${JSON.stringify(task.faults ?? null)}`;
+  let storage = storages.get(key);
+  if (!storage) {
+    storage = storageWithFaults(new LocalStorage(task.root), task.faults);
+    storages.set(key, storage);
+  }
+  return storage;
+}
+
 export default async function flush(task: FlushTask): Promise<FlushResult> {
   try {
     const schema = schemaFromJson(task.schema as Parameters<typeof schemaFromJson>[0]);
-    const storage = storageWithFaults(new LocalStorage(task.root), task.faults);
+    const storage = storageFor(task);
     const memtable = new Memtable(task.memtable, schema);
     const entry = await writeGeneration(storage, shardPrefix(task.shard), memtable, task.rows, {
       gen: task.gen,

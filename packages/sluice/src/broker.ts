@@ -61,7 +61,7 @@ export class Broker {
   #nextProducer = 0;
   /** Ports of attached handles, told about every memtable and manifest. */
   readonly #ports = new Set<MessagePort>();
-  #sequencer!: Sequencer;
+  #sequencer: Sequencer | undefined;
   #producer!: Producer;
   #failure: SluiceError | undefined;
   #restarts = 0;
@@ -97,8 +97,10 @@ export class Broker {
               this.#pool.run(
                 init.faults?.flush !== undefined ? { ...task, faults: init.faults.flush } : task,
               ) as Promise<FlushResult>,
-            visibleSeq: () => this.#sequencer.visible,
-            whenVisible: (seq, fn) => this.#sequencer.whenVisible(seq, fn),
+            // While the shards replay (before the sequence exists), every row in a memtable
+            // was written before this open: all of it is visible.
+            visibleSeq: () => this.#sequencer?.visible ?? Number.MAX_SAFE_INTEGER,
+            whenVisible: (seq, fn) => (this.#sequencer ? this.#sequencer.whenVisible(seq, fn) : fn()),
             unflushedBytes: () => this.unflushedBytes(),
             memoryChanged: () => this.#publishMemory(),
             queues: () => this.#queuesOf(s),
@@ -148,12 +150,13 @@ export class Broker {
     return this.#producer;
   }
 
+  /** The write sequence (exists once every shard has replayed its WAL, i.e. after start()). */
   get sequencer(): Sequencer {
-    return this.#sequencer;
+    return this.#sequencer!;
   }
 
   get visibleSeq(): number {
-    return this.#sequencer.visible;
+    return this.sequencer.visible;
   }
 
   get failure(): SluiceError | undefined {
@@ -182,7 +185,7 @@ export class Broker {
     return new Producer(
       this.schema,
       this.#shardBuffers(id),
-      this.#sequencer.buffers,
+      this.sequencer.buffers,
       this.#limits(),
       this.#claims.get(id)!,
     );
@@ -242,7 +245,7 @@ export class Broker {
       root: this.root,
       schema: schemaToJson(this.schema),
       shards: this.#shardBuffers(id),
-      sequencer: this.#sequencer.buffers,
+      sequencer: this.sequencer.buffers,
       limits: this.#limits(),
       claims: this.#claims.get(id)!,
       registry: port2,
@@ -264,7 +267,7 @@ export class Broker {
     const c = new BigInt64Array(claims);
     for (let i = 0; i < c.length; i++) {
       const seq = Number(Atomics.load(c, i));
-      if (seq !== 0) this.#sequencer.finish(seq);
+      if (seq !== 0) this.sequencer.finish(seq);
     }
     this.#queues.delete(id);
     this.#claims.delete(id);
@@ -298,6 +301,7 @@ export class Broker {
       for (const q of this.#queuesOf(lc.shard)) Atomics.notify(new Int32Array(q.ack), AK_DONE);
     }
     this.#producer?.close(err);
+    if (err.code !== ErrorCode.CLOSED) for (const lc of this.lifecycles) lc.fail(err);
   }
 
   /** A shard thread died: producers fail its in-flight records; restart it from its WAL. */

@@ -8,6 +8,7 @@ import type {
   ShardEvent,
   ShardRequest,
 } from '@sluice/protocol';
+import { markFailed } from '@sluice/core';
 import type { Memtable } from '@sluice/core';
 
 const SHARD_WORKER_URL = new URL(import.meta.resolve('@sluice/workers/shard'));
@@ -73,7 +74,7 @@ export class ShardClient {
         this.#state = 'failed';
         // Producers learn of it from CB_STATE; the shard's own #fail stores it too, but a
         // thread that crashed outright could not.
-        Atomics.store(this.control, CB_STATE, ShardState.FAILED);
+        markFailed(this.control);
         this.#failRequests(err);
         if (!ready) reject(err);
         else this.#hooks.failed(err);

@@ -242,7 +242,7 @@ export class ShardLifecycle {
    * active memtable fills, its queue fills, and puts wait (backpressure, not collapse).
    */
   replenish(): void {
-    if (this.#closing || !this.client.running) return;
+    if (this.#closing || !(this.client.running || this.client.state === 'starting')) return;
     while (
       this.#sparesOut < SPARES &&
       this.#frozen.length + this.#sparesOut < CB_MAX_FROZEN - 2 &&
@@ -361,6 +361,7 @@ export class ShardLifecycle {
         err instanceof SluiceError ? err : fromWire({ code: ErrorCode.INTERNAL, message: String(err) });
       if (e.code === ErrorCode.FENCED) {
         this.#ctx.fenced(e);
+        this.fail(e);
         return;
       }
       this.#retryLater(entry, `commit of generation ${written.gen} failed (${e.code}: ${e.message})`, () => {
@@ -403,6 +404,16 @@ export class ShardLifecycle {
 
   get newestFrozenGen(): number | undefined {
     return this.#frozen.at(-1)?.memtable.generation;
+  }
+
+  /** Writes stopped for good (fenced, or the shard gave up): nothing more is flushed or committed. */
+  fail(err: SluiceError): void {
+    this.#closing = true;
+    this.#signalClosed();
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    for (const w of this.#retireWaiters) w.reject(err);
+    this.#retireWaiters = [];
   }
 
   /** Stops scheduling; waits for flushes and commits already running. */

@@ -256,7 +256,13 @@ export class Memtable {
         pair[2 * i + 1] = v[2 * sel[i]! + 1]!;
       }
       keys.sort();
-      const probe: ColumnBuffers = { validity: null, validityOffset: 0, values: pair, valuesOffset: 0, data: null };
+      const probe: ColumnBuffers = {
+        validity: null,
+        validityOffset: 0,
+        values: pair,
+        valuesOffset: 0,
+        data: null,
+      };
       const out = new Int32Array(sel.length);
       for (let i = 0; i < sel.length; i++) {
         out[i] = this.lookup(hashInt64Parts(pair[2 * i]!, pair[2 * i + 1]!), probe, i, rows);

@@ -38,6 +38,18 @@ export interface ShardHost {
   post(event: ShardEvent): void;
 }
 
+/**
+ * FAILED (restartable) unless the broker already declared the shard DEAD: a late failure
+ * report must not turn a final state back into one producers keep waiting on.
+ */
+export function markFailed(cb: Int32Array): void {
+  for (;;) {
+    const cur = Atomics.load(cb, CB_STATE);
+    if (cur === ShardState.DEAD) return;
+    if (Atomics.compareExchange(cb, CB_STATE, cur, ShardState.FAILED) === cur) return;
+  }
+}
+
 export function shardPrefix(shard: number): string {
   return `shard-${String(shard).padStart(3, '0')}`;
 }
@@ -92,6 +104,8 @@ export class ShardEngine {
   #lastSynced: PublishPoint | undefined;
   #syncing = false;
   #syncAgain = false;
+  /** 'async': the next WAL write also fsyncs (set by the interval timer). */
+  #syncDue = false;
   #syncTimer: NodeJS.Timeout | undefined;
   #applying = false;
   #freezeRequests: number[] = [];
@@ -148,6 +162,9 @@ export class ShardEngine {
           const batch = viewBatch(this.#schema, payload.slice());
           rows += batch.rows;
           await this.#apply(batch, lsn);
+          // Replayed rows are durable already: publish each freeze at once, so the broker
+          // flushes it and hands out the spares a long replay needs.
+          if (this.#unpublished.length > 0) this.#publish(this.#point());
         },
         { warn: (message) => this.#host.post({ kind: 'warn', message }) },
       );
@@ -274,8 +291,7 @@ export class ShardEngine {
       Atomics.store(q.ack, AK_CONSUMED, q.consumed);
       this.#records++;
       this.#serveFreezes();
-      if (this.#init.durability === 'async') this.#publish(this.#point());
-      else this.#kickSync();
+      this.#kickSync();
       // Yield to the event loop now and then so control messages (spares, freeze, close) are
       // handled even while producers keep the queues full.
       if (++sinceYield >= 32) {
@@ -348,8 +364,7 @@ export class ShardEngine {
         if (last) this.#freezeReplies.push({ id, gen: last.gen });
         else this.#host.post({ kind: 'reply', id, ok: true, value: null });
       }
-      if (this.#init.durability === 'async') this.#publish(this.#point());
-      else this.#kickSync();
+      this.#kickSync();
     };
     this.#applying = true;
     doFreeze()
@@ -390,7 +405,12 @@ export class ShardEngine {
     }
   }
 
-  /** Group commit ('sync'): one write+fsync in flight; whatever arrives meanwhile rides the next. */
+  /**
+   * Group commit: one WAL write (and, for 'sync', fsync) in flight; whatever arrives meanwhile
+   * rides the next one. Both modes write the WAL bytes before acknowledging, so a crash of this
+   * thread or of the process loses nothing acknowledged; 'async' only defers the fsync (to at
+   * most syncIntervalMs), so only a power loss can take the last interval.
+   */
   #kickSync(): void {
     if (this.#syncing) {
       this.#syncAgain = true;
@@ -405,10 +425,12 @@ export class ShardEngine {
       do {
         this.#syncAgain = false;
         const point = this.#point();
-        await this.#syncWal();
+        const durable = this.#init.durability === 'sync' || this.#syncDue;
+        this.#syncDue = false;
+        await this.#writeWal(durable);
         if (this.#state === 'failed') return;
-        if (this.#init.durability === 'sync') this.#publish(point);
-        this.#lastSynced = point;
+        this.#publish(point);
+        if (durable) this.#lastSynced = point;
       } while (this.#syncAgain);
     } catch (err) {
       this.#fail(err);
@@ -417,17 +439,20 @@ export class ShardEngine {
     }
   }
 
-  /** Writes and fsyncs the WAL, then checks that no successor has fenced this writer. */
-  async #syncWal(): Promise<void> {
+  /** Writes (and with `durable`, fsyncs) the WAL, then checks that no successor has fenced this writer. */
+  async #writeWal(durable: boolean): Promise<void> {
     const wal = this.#wal!;
     await wal.writePending();
-    await wal.sync();
-    this.#syncs++;
-    Atomics.store(this.#cb, CB_SYNCS, this.#syncs);
+    if (durable) {
+      await wal.sync();
+      this.#syncs++;
+      Atomics.store(this.#cb, CB_SYNCS, this.#syncs);
+    }
     Atomics.store(this.#cb, CB_WAL_KIB, Math.ceil(wal.bytes / 1024));
     // Fencing: a successor creates its epoch marker before replaying the WAL. If the marker is
-    // absent now, our fsynced bytes precede its replay and it will see them; if present, it may
-    // not, so nothing may be acknowledged any more.
+    // absent now, our written bytes precede its replay and it will see them; if present, it may
+    // not (and it starts its own segment past them, so a later replay ignores them too), so
+    // nothing may be acknowledged any more.
     if (this.#manifests.isFenced(this.#init.epoch)) {
       throw new SluiceError(
         ErrorCode.FENCED,
@@ -440,7 +465,10 @@ export class ShardEngine {
   #armSyncTimer(): void {
     // 'async' durability: whatever was acknowledged is fsynced within one interval.
     this.#syncTimer = setInterval(() => {
-      if (this.#records !== (this.#lastSynced?.records ?? 0)) this.#kickSync();
+      if (this.#records !== (this.#lastSynced?.records ?? 0)) {
+        this.#syncDue = true;
+        this.#kickSync();
+      }
     }, this.#init.syncIntervalMs);
   }
 
@@ -450,7 +478,7 @@ export class ShardEngine {
     while (this.#syncing) await new Promise<void>((resolve) => setImmediate(resolve));
     const point = this.#point();
     if (this.#wal) {
-      await this.#syncWal();
+      await this.#writeWal(true);
       await this.#wal.close();
     }
     this.#publish(point);
@@ -465,7 +493,7 @@ export class ShardEngine {
     if (this.#state === 'failed') return;
     this.#state = 'failed';
     if (this.#syncTimer) clearInterval(this.#syncTimer);
-    Atomics.store(this.#cb, CB_STATE, ShardState.FAILED);
+    markFailed(this.#cb);
     for (const q of this.#queues) Atomics.notify(q.ack, AK_DONE);
     this.#spareWaiter?.();
     this.#host.post({ kind: 'fatal', error: toWire(err) });

@@ -220,6 +220,13 @@ export class LocalStorage implements Storage {
         });
       } else if (code !== 'EEXIST') {
         throw ioError('mkdir', dir, err);
+      } else if (!(await stat(dir).catch(() => undefined))?.isDirectory()) {
+        // Something else holds the name: fail now, and do not remember it as a directory.
+        throw ioError(
+          'mkdir',
+          dir,
+          Object.assign(new Error(`${dir} exists and is not a directory`), { code: 'ENOTDIR' }),
+        );
       }
     }
     // Also fsync on EEXIST: another thread may have created the directory and not yet

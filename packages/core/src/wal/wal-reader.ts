@@ -92,7 +92,11 @@ export async function replayWal(
       cut = { index: i, at: 0, reason: `segment starts at LSN ${segment.start}, expected ${expected}` };
       break;
     }
-    const read = await replaySegment(storage, segment, fromLsn, onRecord, chunkBytes);
+    // A segment ends where the next one starts. Records past that point can only come from a
+    // writer that was fenced: its successor started the next segment at the LSN after what it
+    // replayed, so anything the fenced writer appended later is superseded, never replayed.
+    const end = segments[i + 1]?.start ?? Infinity;
+    const read = await replaySegment(storage, segment, fromLsn, onRecord, chunkBytes, end);
     expected = read.nextLsn;
     records += read.records;
     bytes += read.bytes;
@@ -149,6 +153,7 @@ async function replaySegment(
   fromLsn: number,
   onRecord: (lsn: number, payload: Uint8Array) => void | Promise<void>,
   chunkBytes: number,
+  endLsn: number,
 ): Promise<SegmentRead> {
   const { path } = segment;
   const size = await storage.size(path);
@@ -175,7 +180,7 @@ async function replaySegment(
   const result: SegmentRead = { nextLsn: segment.start, records: 0, bytes: 0 };
   let pos = 0;
   const stop = (reason: string): SegmentRead => ({ ...result, cut: { at: pos, reason } });
-  while (pos < size) {
+  while (pos < size && result.nextLsn < endLsn) {
     const remaining = size - pos;
     if (remaining < WAL_HEADER_BYTES)
       return stop(`torn tail (${remaining} bytes, less than a record header)`);
