@@ -217,7 +217,7 @@ export async function getInSnapshot(
         : rowObjectAt(ctx.schema, memtable.view(rows), r, columns);
   }
   for (const entry of snap.generations) {
-    if (!keyInRange(ctx.schema, probe.col, entry.minKey, entry.maxKey)) continue;
+    if (!keyInRange(ctx.schema, probe.col, entry)) continue;
     const reader = await ctx.cache.get(ctx.storage, entry, ctx.schema);
     const hit = reader.lookup(probe.col, 0);
     if (hit) {
@@ -228,14 +228,22 @@ export async function getInSnapshot(
   return undefined;
 }
 
-function keyInRange(schema: TableSchema, col: ColumnBuffers, min: string, max: string): boolean {
+const int64Ranges = new WeakMap<GenerationEntry, readonly [bigint, bigint]>();
+
+function keyInRange(schema: TableSchema, col: ColumnBuffers, entry: GenerationEntry): boolean {
   if (schema.keyKind === 'i64') {
+    // Parsed once per manifest entry (entries are immutable), not once per lookup.
+    let range = int64Ranges.get(entry);
+    if (!range) {
+      range = [BigInt(entry.minKey), BigInt(entry.maxKey)];
+      int64Ranges.set(entry, range);
+    }
     const k = int64At(col, 0);
-    return k >= BigInt(min) && k <= BigInt(max);
+    return k >= range[0] && k <= range[1];
   }
   const k = utf8At(col, 0);
   // Bytewise UTF-8 order equals code point order; compare code points, not UTF-16 units.
-  return cmpCodePoints(k, min) >= 0 && cmpCodePoints(k, max) <= 0;
+  return cmpCodePoints(k, entry.minKey) >= 0 && cmpCodePoints(k, entry.maxKey) <= 0;
 }
 
 function cmpCodePoints(a: string, b: string): number {

@@ -231,6 +231,16 @@ export class Memtable {
     const out = new Int32Array(rows);
     let n = 0;
     const index = this.index;
+    if (rows * 4 < index.length) {
+      // Few rows in a big index (a young active memtable): probe per row instead of walking
+      // every slot. Row r is the newest visible version of its key iff the probe returns r.
+      const key = this.columns[this.schema.keyIndex]!;
+      const seq = this.seq;
+      for (let r = 0; r < rows; r++) {
+        if (seq[r]! <= maxSeq && this.lookup(this.hash[r]!, key, r, rows, maxSeq) === r) out[n++] = r;
+      }
+      return out.subarray(0, n);
+    }
     for (let slot = 0; slot < index.length; slot++) {
       const v = Atomics.load(index, slot);
       if (v === 0) continue;

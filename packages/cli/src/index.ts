@@ -1,0 +1,14 @@
+export { runCli, buildProgram } from './cli.js';
+export { ExitCode, exitCodeOf } from './exit-codes.js';
+export { CliCode, CliError, formatError } from './cli-error.js';
+export { HttpService } from './server/http-service.js';
+export type { ServiceOptions } from './server/http-service.js';
+export { verifyTable } from './verify/table-verifier.js';
+export type { Finding, VerifyReport } from './verify/table-verifier.js';
+export { RowCoercer, ValueError } from './value-coercion.js';
+export { RowIngestor } from './ingest/row-ingestor.js';
+export type { BadRow } from './ingest/row-ingestor.js';
+export { readLines } from './input/line-reader.js';
+export { jsonReplacer, toJson, parseKey } from './json-values.js';
+export { parseSchemaArg } from './schema-arg.js';
+export { adaptFilter } from './filter-arg.js';

@@ -1,0 +1,163 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DbStats } from 'sluice';
+
+/** Flush timing read from the broker; the public stats() has flush counts but no durations. */
+export interface FlushClock {
+  /** Per shard: flushes so far and the duration of the latest, or undefined when unavailable. */
+  sample(): readonly ({ readonly flushes: number; readonly lastFlushMs: number } | undefined)[];
+}
+
+/**
+ * The service's Prometheus metrics (prom-client, text format at GET /metrics). Engine state
+ * comes from `db.stats()`, read at each scrape; request-side measures (rows ingested, put
+ * latency) are recorded as requests run.
+ */
+export class ServiceMetrics {
+  readonly registry = new Registry();
+  readonly rowsIngested: Counter<'format'>;
+  readonly rowsDeleted: Counter;
+  readonly putSeconds: Histogram<'op'>;
+  readonly requests: Counter<'route' | 'method' | 'status'>;
+  readonly flushSeconds: Histogram<'shard'>;
+  readonly #shardGauges: Record<string, Gauge<'shard'>>;
+  readonly #shardCounters: Record<string, Counter<'shard'>>;
+  readonly #state: Gauge<'shard' | 'state'>;
+  readonly #unflushed: Gauge;
+  readonly #putStalls: Counter;
+  readonly #last = new Map<string, number>();
+  readonly #flushSeen: number[] = [];
+  #sampler: NodeJS.Timeout | undefined;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.rowsIngested = new Counter({
+      name: 'sluice_rows_ingested_total',
+      help: 'Rows acknowledged by put through POST /v1/rows, by body format',
+      labelNames: ['format'],
+      registers,
+    });
+    this.rowsDeleted = new Counter({
+      name: 'sluice_rows_deleted_total',
+      help: 'Keys deleted through DELETE /v1/rows',
+      registers,
+    });
+    this.putSeconds = new Histogram({
+      name: 'sluice_put_duration_seconds',
+      help: 'Latency of db.put / db.delete calls (one batch each), until acknowledged at the configured durability',
+      labelNames: ['op'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'sluice_http_requests_total',
+      help: 'HTTP requests answered, by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.flushSeconds = new Histogram({
+      name: 'sluice_flush_duration_seconds',
+      help: 'Duration of memtable flushes (generation file written), per shard; sampled every 250 ms from the shard lifecycle',
+      labelNames: ['shard'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    const gauge = (name: string, help: string): Gauge<'shard'> =>
+      new Gauge({ name, help, labelNames: ['shard'], registers });
+    const counter = (name: string, help: string): Counter<'shard'> =>
+      new Counter({ name, help, labelNames: ['shard'], registers });
+    this.#shardGauges = {
+      rows: gauge('sluice_shard_rows', 'Row versions held by the shard (memtables and generation files)'),
+      activeRows: gauge('sluice_shard_active_rows', 'Rows in the active memtable'),
+      memtableBytes: gauge('sluice_shard_memtable_bytes', 'Bytes of the active and frozen memtables'),
+      frozen: gauge('sluice_shard_frozen_memtables', 'Frozen memtables waiting to be flushed or retired'),
+      generations: gauge('sluice_shard_generations', 'Generation files in the current manifest'),
+      generationRows: gauge('sluice_shard_generation_rows', 'Rows in generation files'),
+      walBytes: gauge('sluice_shard_wal_bytes', 'Bytes of live WAL segments'),
+      manifestVersion: gauge('sluice_shard_manifest_version', 'Current manifest version'),
+    };
+    this.#shardCounters = {
+      walSyncs: counter('sluice_shard_wal_syncs_total', 'WAL fsyncs (group commits)'),
+      stalls: counter('sluice_shard_stalls_total', 'Times the shard waited for a spare memtable'),
+      flushes: counter('sluice_shard_flushes_total', 'Memtables flushed to generation files'),
+      flushFailures: counter('sluice_shard_flush_failures_total', 'Failed flush attempts (retried)'),
+      commitFailures: counter('sluice_shard_commit_failures_total', 'Failed manifest commits (retried)'),
+    };
+    this.#state = new Gauge({
+      name: 'sluice_shard_state',
+      help: 'Shard thread state: 1 for the current state label',
+      labelNames: ['shard', 'state'],
+      registers,
+    });
+    this.#unflushed = new Gauge({
+      name: 'sluice_unflushed_bytes',
+      help: 'Bytes counted against the backpressure limit (memtables not yet flushed)',
+      registers,
+    });
+    this.#putStalls = new Counter({
+      name: 'sluice_put_stalls_total',
+      help: 'Puts that waited under backpressure',
+      registers,
+    });
+  }
+
+  /** Copies engine state into the metrics; call right before rendering them. */
+  refresh(stats: DbStats): void {
+    for (const s of stats.shards) {
+      const shard = String(s.shard);
+      const g = this.#shardGauges;
+      g.rows!.set({ shard }, s.rows);
+      g.activeRows!.set({ shard }, s.activeRows);
+      g.memtableBytes!.set({ shard }, s.memtableBytes);
+      g.frozen!.set({ shard }, s.frozen);
+      g.generations!.set({ shard }, s.generations);
+      g.generationRows!.set({ shard }, s.generationRows);
+      g.walBytes!.set({ shard }, s.walBytes);
+      g.manifestVersion!.set({ shard }, s.manifestVersion);
+      this.#advance('walSyncs', shard, s.walSyncs);
+      this.#advance('stalls', shard, s.stalls);
+      this.#advance('flushes', shard, s.flushes);
+      this.#advance('flushFailures', shard, s.flushFailures);
+      this.#advance('commitFailures', shard, s.commitFailures);
+    }
+    this.#state.reset();
+    for (const s of stats.shards) this.#state.set({ shard: String(s.shard), state: s.state }, 1);
+    this.#unflushed.set(stats.unflushedBytes);
+    const delta = this.#delta('putStalls', stats.putStalls);
+    if (delta > 0) this.#putStalls.inc(delta);
+  }
+
+  /** Counters mirror engine counts: add what the engine counted since the last scrape. */
+  #advance(name: string, shard: string, value: number): void {
+    const key = `${name}/${shard}`;
+    const first = !this.#last.has(key);
+    const delta = this.#delta(key, value);
+    // inc(0) on first sight: a shard's series exists from the first scrape, at 0 if need be.
+    if (delta > 0 || first) this.#shardCounters[name]!.inc({ shard }, delta);
+  }
+
+  #delta(key: string, value: number): number {
+    const before = this.#last.get(key) ?? 0;
+    this.#last.set(key, value);
+    // A restarted shard thread starts its counts again: count from zero then.
+    return value >= before ? value - before : value;
+  }
+
+  /** Starts sampling flush durations (see FlushClock); the timer never keeps the process alive. */
+  startFlushSampler(clock: FlushClock, everyMs = 250): void {
+    this.#sampler = setInterval(() => {
+      clock.sample().forEach((s, shard) => {
+        if (s === undefined) return;
+        const seen = this.#flushSeen[shard] ?? 0;
+        if (s.flushes > seen) this.flushSeconds.observe({ shard: String(shard) }, s.lastFlushMs / 1000);
+        this.#flushSeen[shard] = s.flushes;
+      });
+    }, everyMs);
+    this.#sampler.unref();
+  }
+
+  stop(): void {
+    if (this.#sampler !== undefined) clearInterval(this.#sampler);
+    this.#sampler = undefined;
+  }
+}
