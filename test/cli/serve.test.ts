@@ -195,11 +195,12 @@ describe('sluice serve: ingest and read back over loopback', () => {
         'sluice_shard_frozen_memtables',
         'sluice_shard_wal_bytes',
         'sluice_shard_wal_syncs_total',
+        'sluice_shard_wal_sync_seconds_total',
         'sluice_shard_stalls_total',
         'sluice_shard_generations',
         'sluice_shard_flushes_total',
       ]) {
-        expect(text).toMatch(new RegExp(`^${name}\\{shard="${shard}"\\} \\d+$`, 'm'));
+        expect(text).toMatch(new RegExp(`^${name}\\{shard="${shard}"\\} [0-9.e+-]+$`, 'm'));
       }
       expect(text).toMatch(
         new RegExp(`^sluice_flush_duration_seconds_count\\{shard="${shard}"\\} [1-9]`, 'm'),

@@ -27,6 +27,9 @@ export const CB_STALLS = 9;
 export const CB_WAL_KIB = 10;
 /** Count of WAL fsyncs; the shard writes it. */
 export const CB_SYNCS = 11;
+/** Total time spent in WAL fsyncs, in microseconds, as two 32-bit halves (lo, hi); the shard writes them. */
+export const CB_SYNC_US_LO = 12;
+export const CB_SYNC_US_HI = 13;
 export const CB_FROZEN_BASE = 16;
 export const CB_MAX_FROZEN = 32;
 /** Frozen entry i: gen at CB_FROZEN_BASE + 2i, row count at CB_FROZEN_BASE + 2i + 1 (oldest first). */

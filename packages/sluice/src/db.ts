@@ -1,6 +1,14 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { CB_STALLS, CB_SYNCS, CB_WAL_KIB, ErrorCode, SluiceError } from '@sluice/protocol';
+import {
+  CB_STALLS,
+  CB_SYNC_US_HI,
+  CB_SYNC_US_LO,
+  CB_SYNCS,
+  CB_WAL_KIB,
+  ErrorCode,
+  SluiceError,
+} from '@sluice/protocol';
 import {
   GenerationCache,
   LocalStorage,
@@ -33,6 +41,10 @@ export interface ShardStatsView {
   readonly generationRows: number;
   readonly walBytes: number;
   readonly walSyncs: number;
+  /** Total seconds spent in WAL fsyncs (with walSyncs: the mean group-commit latency). */
+  readonly walSyncSeconds: number;
+  /** Total seconds spent writing generation files. */
+  readonly flushSeconds: number;
   readonly stalls: number;
   readonly flushes: number;
   readonly flushFailures: number;
@@ -130,6 +142,8 @@ export class Db extends TableOps {
           generationRows,
           walBytes: Atomics.load(cb, CB_WAL_KIB) * 1024,
           walSyncs: Atomics.load(cb, CB_SYNCS),
+          walSyncSeconds: (Atomics.load(cb, CB_SYNC_US_HI) * 2 ** 31 + Atomics.load(cb, CB_SYNC_US_LO)) / 1e6,
+          flushSeconds: lc.flushMsTotal / 1000,
           stalls: Atomics.load(cb, CB_STALLS),
           flushes: lc.flushes,
           flushFailures: lc.flushFailures,

@@ -103,6 +103,7 @@ export class ShardLifecycle {
   flushFailures = 0;
   commitFailures = 0;
   lastFlushMs = 0;
+  flushMsTotal = 0;
 
   constructor(
     shard: number,
@@ -294,6 +295,7 @@ export class ShardLifecycle {
     if (result.ok) {
       this.flushes++;
       this.lastFlushMs = performance.now() - started;
+      this.flushMsTotal += this.lastFlushMs;
       entry.written = result.entry;
       entry.state = 'written';
       this.#commitReady();

@@ -78,6 +78,10 @@ export class ServiceMetrics {
     };
     this.#shardCounters = {
       walSyncs: counter('sluice_shard_wal_syncs_total', 'WAL fsyncs (group commits)'),
+      walSyncSeconds: counter(
+        'sluice_shard_wal_sync_seconds_total',
+        'Time spent in WAL fsyncs; divided by sluice_shard_wal_syncs_total it is the mean sync latency',
+      ),
       stalls: counter('sluice_shard_stalls_total', 'Times the shard waited for a spare memtable'),
       flushes: counter('sluice_shard_flushes_total', 'Memtables flushed to generation files'),
       flushFailures: counter('sluice_shard_flush_failures_total', 'Failed flush attempts (retried)'),
@@ -115,6 +119,7 @@ export class ServiceMetrics {
       g.walBytes!.set({ shard }, s.walBytes);
       g.manifestVersion!.set({ shard }, s.manifestVersion);
       this.#advance('walSyncs', shard, s.walSyncs);
+      this.#advance('walSyncSeconds', shard, s.walSyncSeconds);
       this.#advance('stalls', shard, s.stalls);
       this.#advance('flushes', shard, s.flushes);
       this.#advance('flushFailures', shard, s.flushFailures);
