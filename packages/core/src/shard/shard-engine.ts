@@ -32,6 +32,7 @@ import { schemaFromJson } from '../schema.js';
 import type { SchemaJson, TableSchema } from '../schema.js';
 import type { Storage } from '../storage/storage.js';
 import { replayWal } from '../wal/wal-reader.js';
+import { listSegments } from '../wal/wal-segments.js';
 import { WalWriter } from '../wal/wal-writer.js';
 
 export type InitRequest = Extract<ShardRequest, { kind: 'init' }>;
@@ -171,6 +172,18 @@ export class ShardEngine {
         },
         { warn: (message) => this.#host.post({ kind: 'warn', message }) },
       );
+      // A crashed writer may have left WAL bytes that reached the page cache but no fsync. We
+      // just replayed (and will publish) them, and our new segment will start after them:
+      // make them durable first, or a power cut could drop them and leave a gap in front of
+      // everything acknowledged from now on.
+      for (const seg of await listSegments(this.#storage, this.#prefix)) {
+        const file = await this.#storage.openAppend(seg.path);
+        try {
+          await file.sync();
+        } finally {
+          await file.close();
+        }
+      }
       // Replayed rows were durable before this thread started: publish them at once.
       this.#publish(this.#point());
       this.#wal = await WalWriter.open(
