@@ -278,10 +278,11 @@ export class Broker {
     for (const p of this.#ports) p.postMessage(msg);
   }
 
+  /** Bytes of frozen memtables not yet flushed: what backpressure bounds (active memtables are bounded by size). */
   unflushedBytes(): number {
     let n = 0;
     for (const lc of this.lifecycles) n += lc.frozenBytes;
-    return n + this.lifecycles.length * this.options.memtableBytes;
+    return n;
   }
 
   #publishMemory(): void {

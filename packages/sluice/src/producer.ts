@@ -169,7 +169,9 @@ export class Producer {
       }
     } catch (err) {
       // Nothing of this put was enqueued: it still ends its sequence number, so the visible
-      // sequence can move past it.
+      // sequence can move past it. The caller gets the error from this throw; the put's own
+      // promise settles too and must not surface as an unhandled rejection.
+      put.promise.catch(() => undefined);
       this.#abandon(put, err instanceof SluiceError ? err : new SluiceError(ErrorCode.INTERNAL, String(err)));
       throw err;
     }
