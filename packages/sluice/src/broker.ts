@@ -21,7 +21,7 @@ import type { RegistryMessage, TableDescriptor } from './descriptor.js';
 import { ShardClient } from './shard-client.js';
 import { ShardLifecycle } from './shard-lifecycle.js';
 
-const FLUSH_WORKER_URL = new URL(import.meta.resolve('@sluice/workers/flush'));
+const FLUSH_WORKER_URL = new URL(import.meta.resolve('@sluice/workers/flush-entry'));
 const MAX_RESTARTS = 5;
 
 export interface BrokerInit {
