@@ -412,12 +412,10 @@ export class ScanResult implements AsyncIterable<RecordBatch> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
-    const names = this.#columns.map((c) => c.name);
+    // Every batch is gathered into the scan's own schema, so a Table of them is well formed
+    // (file batches carry their own field metadata and cannot be mixed in as they are).
     for await (const sel of this.#selections()) {
-      // A whole file batch is already deduplicated, sorted and immutable: hand it out as is
-      // (projected, without the __op/__seq columns), no copy.
-      if (sel.whole) yield sel.whole.select(names) as unknown as RecordBatch;
-      else yield gatherToArrow(this.#ctx.schema, sel.view, sel.rows, this.#columns);
+      yield gatherToArrow(this.#ctx.schema, sel.view, sel.rows, this.#columns);
     }
   }
 
