@@ -197,6 +197,17 @@ export class ShardLifecycle {
     const active = this.allocate();
     const spares = Array.from({ length: SPARES }, () => this.allocate());
     this.#sparesOut = SPARES;
+    // A restarted shard replays only what follows the newest frozen memtable still waiting to
+    // commit. Those memtables hold every record below their cursor, they are durable in the
+    // WAL, and they commit first. Replaying from the manifest's cursor instead would freeze the
+    // same records again into memtables cut at other boundaries, which commit AFTER them: a
+    // file holding older versions would then be listed as newer than one holding the latest,
+    // and after a crash the manifest's cursor (past both) would never replay the difference.
+    // Files must be listed oldest to newest: this keeps every new memtable strictly newer.
+    const replayFromLsn = this.#frozen.reduce(
+      (lsn, f) => Math.max(lsn, f.info.replayFromLsn),
+      this.#manifest.replayFromLsn,
+    );
     const report = await this.client.start(
       {
         shard: this.shard,
@@ -205,7 +216,7 @@ export class ShardLifecycle {
         durability: this.#ctx.options.durability,
         syncIntervalMs: this.#ctx.options.syncIntervalMs,
         epoch: this.#epoch,
-        replayFromLsn: this.#manifest.replayFromLsn,
+        replayFromLsn,
         ...(this.#ctx.faults !== undefined ? { faults: this.#ctx.faults } : {}),
       },
       active,
