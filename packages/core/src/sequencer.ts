@@ -122,7 +122,29 @@ export class Sequencer {
   }
 
   set unflushedBytes(n: number) {
-    Atomics.store(this.#g, GB_UNFLUSHED, BigInt(Math.max(0, Math.floor(n))));
+    const v = BigInt(Math.max(0, Math.floor(n)));
+    // Only the broker (main thread) writes this slot. Producers stalled on the memory limit
+    // park in Atomics.waitAsync on it (waitUnflushedChange): wake them when it changes.
+    if (Atomics.exchange(this.#g, GB_UNFLUSHED, v) !== v) Atomics.notify(this.#g, GB_UNFLUSHED);
+  }
+
+  /**
+   * Resolves when the unflushed byte count differs from `seen`, the table closes, or
+   * `timeoutMs` passes. Parks in Atomics.waitAsync: no timer or promise per retry, so a
+   * producer stalled by backpressure costs nothing while it waits.
+   */
+  async waitUnflushedChange(seen: number, timeoutMs: number): Promise<void> {
+    const v = BigInt(seen);
+    if (Atomics.load(this.#g, GB_UNFLUSHED) !== v || this.closed) return;
+    const r = Atomics.waitAsync(this.#g, GB_UNFLUSHED, v, Math.max(0, timeoutMs));
+    if (!r.async) return;
+    // A pending Atomics.waitAsync does not keep a Node thread alive; this timer does.
+    const keepAlive = setTimeout(() => undefined, Math.max(0, timeoutMs) + 10);
+    try {
+      await r.value;
+    } finally {
+      clearTimeout(keepAlive);
+    }
   }
 
   get closed(): boolean {
@@ -132,5 +154,6 @@ export class Sequencer {
   markClosed(): void {
     Atomics.store(this.#g, GB_CLOSED, 1n);
     Atomics.notify(this.#g, GB_VISIBLE);
+    Atomics.notify(this.#g, GB_UNFLUSHED);
   }
 }

@@ -245,8 +245,26 @@ export class SabQueue {
   async waitForSpace(length: number, timeoutMs = Infinity): Promise<boolean> {
     this.#checkLength(length);
     checkTimeout(timeoutMs);
+    return this.#waitUntil(() => this.#hasRoom(this.#bytesNeeded(length)), timeoutMs);
+  }
+
+  /**
+   * Resolves true as soon as at least `bytes` of the ring are free (capacity - usedBytes()),
+   * false after `timeoutMs` or once the queue is closed. For producers that reserve room for
+   * several records at once; `bytes` is clamped to the capacity.
+   */
+  async waitForFree(bytes: number, timeoutMs = Infinity): Promise<boolean> {
+    checkTimeout(timeoutMs);
+    const want = Math.min(Math.max(0, bytes), this.capacity);
+    return this.#waitUntil(() => {
+      this.#readSeen = Atomics.load(this.#i32, READ_INDEX_SLOT);
+      return this.capacity - this.#distance(this.#write, this.#readSeen) >= want;
+    }, timeoutMs);
+  }
+
+  async #waitUntil(ready: () => boolean, timeoutMs: number): Promise<boolean> {
     if (this.closed) return false;
-    if (this.#hasRoom(this.#bytesNeeded(length))) return true;
+    if (ready()) return true;
     const deadline = performance.now() + timeoutMs;
     // Announce the wait before re-reading READ_INDEX; pairs with the consumer's load in #advanceRead().
     Atomics.add(this.#i32, SPACE_WAITERS_SLOT, 1);
@@ -256,7 +274,7 @@ export class SabQueue {
         // still current, so a release() between this load and the wait is never slept through.
         const read = Atomics.load(this.#i32, READ_INDEX_SLOT);
         this.#readSeen = read;
-        if (this.#hasRoom(this.#bytesNeeded(length))) return true;
+        if (ready()) return true;
         if (this.closed) return false;
         const remaining = deadline - performance.now();
         if (remaining <= 0) return false;

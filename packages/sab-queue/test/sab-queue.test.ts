@@ -336,6 +336,28 @@ describe('SabQueue waits and close', () => {
     expect(queue.tryPush(makeRecord(2, 24))).toBe(true);
   });
 
+  it('waitForFree waits for a number of free bytes (room for several records at once), not for one record', async () => {
+    const queue = SabQueue.create(128);
+    for (let i = 0; i < 4; i++) expect(queue.tryPush(makeRecord(i, 24))).toBe(true);
+    expect(queue.capacity - queue.usedBytes()).toBe(0);
+    expect(await queue.waitForFree(64, 20)).toBe(false);
+    const waiting = queue.waitForFree(64);
+    let settled = false;
+    void waiting.then(() => (settled = true));
+    expectRecord(queue, 0, 24); // frees 32 bytes: not enough
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(false);
+    expectRecord(queue, 1, 24);
+    expect(await waiting).toBe(true);
+    expect(queue.capacity - queue.usedBytes()).toBeGreaterThanOrEqual(64);
+    expect(await queue.waitForFree(10 * queue.capacity, 0)).toBe(false);
+    expectRecord(queue, 2, 24);
+    expectRecord(queue, 3, 24);
+    expect(await queue.waitForFree(10 * queue.capacity, 0)).toBe(true); // clamped: an empty ring is enough
+    queue.close();
+    expect(await queue.waitForFree(1)).toBe(false);
+  });
+
   it('close on one instance wakes a producer parked on a full queue and a consumer parked on an empty one', async () => {
     const full = SabQueue.create(64);
     full.tryPush(makeRecord(0, 24));

@@ -36,6 +36,9 @@ export interface ProducerLimits {
   readonly backpressureTimeoutMs: number;
 }
 
+/** Why a put could not be enqueued now: the memory limit (with the count seen) or one queue's room. */
+type Blocked = { readonly memory: number } | { readonly queue: SabQueue; readonly bytes: number };
+
 interface PendingRecord {
   readonly record: number;
   readonly done: () => void;
@@ -161,7 +164,7 @@ export class Producer {
     while (this.#freeSlots.length === 0) await new Promise<void>((r) => this.#slotWaiters.push(r));
     const put = this.#begin(records);
     try {
-      if (!(this.#waitingCount === 0 && this.#tryEnqueueAll(plans, put))) {
+      if (!(this.#waitingCount === 0 && this.#tryEnqueueAll(plans, put) === null)) {
         this.#waitingCount++;
         const turn = this.#waiting.then(() => this.#enqueueWhenRoom(plans, put));
         this.#waiting = turn.catch(() => undefined).finally(() => this.#waitingCount--);
@@ -263,10 +266,12 @@ export class Producer {
 
   /**
    * Enqueues every record of a put synchronously, or nothing: all queues are checked for room
-   * first, so a put is never half enqueued when a queue is full.
+   * first, so a put is never half enqueued when a queue is full. Returns what blocked it when
+   * it enqueued nothing.
    */
-  #tryEnqueueAll(plans: readonly EncodedWrite[], put: PutHandle): boolean {
-    if (this.#seq.unflushedBytes > this.#limits.maxUnflushedBytes) return false;
+  #tryEnqueueAll(plans: readonly EncodedWrite[], put: PutHandle): Blocked | null {
+    const unflushed = this.#seq.unflushedBytes;
+    if (unflushed > this.#limits.maxUnflushedBytes) return { memory: unflushed };
     const need = new Map<number, number>();
     for (const p of plans) p.shardBytes.forEach((b, s) => b > 0 && need.set(s, (need.get(s) ?? 0) + b + 64));
     for (const [s, bytes] of need) {
@@ -277,7 +282,7 @@ export class Producer {
         bytes <= lane.queue.maxRecordBytes &&
         lane.queue.capacity - lane.queue.usedBytes() < 2 * (bytes + 16)
       ) {
-        return false;
+        return { queue: lane.queue, bytes: 2 * (bytes + 16) };
       }
     }
     for (const p of plans) {
@@ -307,15 +312,22 @@ export class Producer {
         if (!lane.ackLoop) void this.#ackLoop(lane);
       }
     }
-    return true;
+    return null;
   }
 
+  /**
+   * Waits until the put fits, then enqueues it. Each turn parks on the one thing that blocked
+   * it: the unflushed byte count (the broker notifies when a commit lowers it) or the space in
+   * one queue (its consumer notifies on release). Nothing polls, so stalled producers neither
+   * burn the event loop that commits run on nor pile up timers.
+   */
   async #enqueueWhenRoom(plans: readonly EncodedWrite[], put: PutHandle): Promise<void> {
     const deadline = performance.now() + this.#limits.backpressureTimeoutMs;
     this.stalls++;
     for (;;) {
       this.#checkOpen();
-      if (this.#tryEnqueueAll(plans, put)) return;
+      const blocked = this.#tryEnqueueAll(plans, put);
+      if (blocked === null) return;
       const left = deadline - performance.now();
       if (left <= 0) {
         throw new SluiceError(
@@ -323,14 +335,9 @@ export class Producer {
           `put waited ${this.#limits.backpressureTimeoutMs} ms for flushes to catch up (unflushed ${this.#seq.unflushedBytes} bytes, limit ${this.#limits.maxUnflushedBytes}); retry later`,
         );
       }
-      const waits: Promise<unknown>[] = [new Promise((resolve) => setTimeout(resolve, Math.min(left, 20)))];
-      for (const p of plans) {
-        p.shardBytes.forEach((b, s) => {
-          const q = this.#lanes[s]!.queue;
-          if (b > 0) waits.push(q.waitForSpace(Math.min(b + 64, q.maxRecordBytes), Math.min(left, 20)));
-        });
-      }
-      await Promise.race(waits);
+      // Bounded waits: a shard that dies while we sleep must still be noticed (#shardError).
+      if ('memory' in blocked) await this.#seq.waitUnflushedChange(blocked.memory, Math.min(left, 250));
+      else await blocked.queue.waitForFree(blocked.bytes, Math.min(left, 250));
     }
   }
 
