@@ -172,12 +172,10 @@ export class LocalStorage implements Storage {
     const dir = dirname(abs);
     await this.#ensureDir(dir);
     let fh: FileHandle;
-    let created = true;
     try {
       fh = await open(abs, 'wx');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('openAppend', abs, err);
-      created = false;
       try {
         fh = await open(abs, 'r+');
       } catch (err2) {
@@ -185,9 +183,11 @@ export class LocalStorage implements Storage {
       }
     }
     try {
-      // A new file's name must survive power loss before anything written into it is
-      // acknowledged: fsync of the file alone does not persist its directory entry.
-      if (created) await fsyncDir(dir, 'openAppend');
+      // The file's name must survive power loss before anything written into it is
+      // acknowledged: fsync of the file alone does not persist its directory entry. This
+      // runs for an existing name too: a writer that crashed right after creating it may
+      // never have fsynced the directory, and its successor reuses the (empty) segment.
+      await fsyncDir(dir, 'openAppend');
       const { size } = await fh.stat();
       return new LocalAppendFile(fh, checkPath(path), abs, size);
     } catch (err) {

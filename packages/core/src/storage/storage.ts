@@ -41,8 +41,8 @@ export interface Storage {
   /** Removes the object durably; deleting a missing object succeeds. */
   delete(path: string): Promise<void>;
   /**
-   * Opens `path` for appending, creating it if missing. A newly created name is made
-   * durable before this resolves.
+   * Opens `path` for appending, creating it if missing. The name (new or found) is durable
+   * before this resolves.
    */
   openAppend(path: string): Promise<AppendFile>;
   /** Synchronous calls for the few places that cannot await (the fencing check on the ack path). */
