@@ -5,6 +5,7 @@ export * from './batch-format.js';
 export * from './row-encoder.js';
 export * from './memtable/layout.js';
 export * from './memtable/memtable.js';
+export * from './memtable/memtable-arrow.js';
 export * from './control.js';
 export * from './table-meta.js';
 export * from './storage-factory.js';

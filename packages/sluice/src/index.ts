@@ -6,3 +6,5 @@ export type { OpenOptions } from './options.js';
 export type { Row, ScanOptions, ScanResult } from './reader.js';
 export { SluiceError, ErrorCode, isSluiceError } from '@sluice/protocol';
 export type { Filter } from '@sluice/core';
+export { memtableToArrow } from './memtable-view.js';
+export type { MemtableHandle, MemtableSnapshot } from './memtable-view.js';

@@ -1,5 +1,4 @@
-import { Table } from 'apache-arrow';
-import type { RecordBatch } from 'apache-arrow';
+import { RecordBatch, Schema, Struct, Table, makeData } from 'apache-arrow';
 import { ErrorCode, SluiceError } from '@sluice/protocol';
 import {
   KeySet,
@@ -10,6 +9,7 @@ import {
   hashInt64Parts,
   hashUtf8String,
   int64At,
+  memtableToArrow,
   readControl,
   rowObjectAt,
   shardOfHash,
@@ -266,8 +266,12 @@ export interface ScanOptions {
 interface Selection {
   readonly view: ColumnarView;
   readonly rows: Int32Array;
-  /** The file's own record batch when every one of its rows is selected (zero-copy output). */
-  readonly whole?: RecordBatch;
+  /**
+   * When every row of the source is selected in order (each is its key's newest visible
+   * version, none is a tombstone or filtered out), the output without copying: the
+   * source's own buffers under the scan's schema.
+   */
+  readonly whole?: (columns: readonly ColumnSpec[]) => RecordBatch;
 }
 
 interface Source {
@@ -275,7 +279,37 @@ interface Source {
   /** Candidate rows (newest version per key within the source), or null for all rows. */
   readonly rows: Int32Array | null;
   readonly hashes: Uint32Array | null;
+  /** A generation file's record batch (immutable memory, safe to hand out as is). */
   readonly batch?: RecordBatch;
+  /** The memtable this source reads. */
+  readonly memtable?: Memtable;
+}
+
+/**
+ * Rows [0, rows) of a memtable as the scan's output, over the shared buffer. The rows are
+ * published, so immutable; what could change them is the broker recycling the buffer for a
+ * later generation once it is retired. The batch may live as long as the caller keeps any
+ * view of it, so the memtable is pinned for good: never recycled, its memory freed by the
+ * garbage collector once nothing refers to it.
+ */
+function memtableWhole(memtable: Memtable, rows: number, columns: readonly ColumnSpec[]): RecordBatch {
+  // The scan's snapshot holds a pin already, so this one cannot fail.
+  if (!memtable.pin()) throw new SluiceError(ErrorCode.INTERNAL, 'a captured memtable refused a pin');
+  return memtableToArrow(memtable, rows, columns, { meta: false });
+}
+
+/** A generation file's batch re-labelled with the scan's schema: its column data, not copied. */
+function fileWhole(schema: TableSchema, batch: RecordBatch, columns: readonly ColumnSpec[]): RecordBatch {
+  const fields = arrowSchemaOf(schema, columns).fields;
+  const children = columns.map((c) => {
+    const i = batch.schema.fields.findIndex((f) => f.name === c.name);
+    if (i < 0) throw new SluiceError(ErrorCode.INTERNAL, `generation batch lacks column "${c.name}"`);
+    return batch.data.children[i]!;
+  });
+  return new RecordBatch(
+    new Schema(fields),
+    makeData({ type: new Struct(fields), length: batch.numRows, nullCount: 0, children }),
+  );
 }
 
 /**
@@ -296,7 +330,9 @@ async function* shardSelections(
   const sources: Source[] = [];
   for (const { memtable, rows } of snap.memtables) {
     const latest = memtable.latestRows(rows, seq);
-    if (latest.length > 0) sources.push({ view: memtable.view(rows), rows: latest, hashes: memtable.hash });
+    if (latest.length > 0) {
+      sources.push({ view: memtable.view(rows), rows: latest, hashes: memtable.hash, memtable });
+    }
   }
   for (const entry of snap.generations) {
     const reader = await ctx.cache.get(ctx.storage, entry, ctx.schema);
@@ -336,7 +372,15 @@ async function* shardSelections(
       budget.left--;
     }
     if (k === 0) continue;
-    const whole = src.batch && k === view.rows ? src.batch : undefined;
+    // k === view.rows: every row of the source, in order (candidate rows come sorted).
+    let whole: Selection['whole'];
+    if (k === view.rows && src.batch) {
+      const batch = src.batch;
+      whole = (columns) => fileWhole(schema, batch, columns);
+    } else if (k === view.rows && src.memtable) {
+      const memtable = src.memtable;
+      whole = (columns) => memtableWhole(memtable, k, columns);
+    }
     yield { view, rows: out.subarray(0, k), ...(whole ? { whole } : {}) };
   }
 }
@@ -405,17 +449,20 @@ export class ScanResult implements AsyncIterable<RecordBatch> {
         yield* shardSelections(this.#ctx, snap, this.#snap.seq, this.#filter, budget);
       }
     } finally {
-      // Batches yielded before this point were gathered into their own buffers.
+      // Batches yielded before this point were gathered into their own buffers, or wrap
+      // file data or a memtable pinned for good (memtableWhole).
       this.#snap.release();
       scanFinalizer.unregister(this);
     }
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<RecordBatch> {
-    // Every batch is gathered into the scan's own schema, so a Table of them is well formed
-    // (file batches carry their own field metadata and cannot be mixed in as they are).
+    // Every batch has the scan's own schema, so a Table of them is well formed: gathered
+    // rows, or a whole source's buffers re-labelled (file batches carry their own fields).
     for await (const sel of this.#selections()) {
-      yield gatherToArrow(this.#ctx.schema, sel.view, sel.rows, this.#columns);
+      yield sel.whole
+        ? sel.whole(this.#columns)
+        : gatherToArrow(this.#ctx.schema, sel.view, sel.rows, this.#columns);
     }
   }
 

@@ -1,6 +1,7 @@
 import { ErrorCode, SluiceError } from '@sluice/protocol';
-import { OP_DELETE, OP_PUT } from '@sluice/core';
+import { OP_DELETE, OP_PUT, schemaToJson } from '@sluice/core';
 import type { TableSchema } from '@sluice/core';
+import type { MemtableHandle, MemtableSnapshot } from './memtable-view.js';
 import { arrowBatches, isArrowInput, rowsOfArrow } from './arrow-input.js';
 import type { Producer } from './producer.js';
 import { ScanResult, captureSnapshot, getInSnapshot, keyProbe, shardOfKey } from './reader.js';
@@ -89,6 +90,33 @@ export abstract class TableOps {
     } finally {
       snap.release();
     }
+  }
+
+  /**
+   * The memtables every shard holds now: per shard its active memtable, then its frozen ones
+   * from newest to oldest, each with the row count published at the capture. Each handle is
+   * plain data (a SharedArrayBuffer, numbers, the schema) that can be posted to any thread,
+   * where `memtableToArrow(handle)` wraps it as Arrow vectors without copying. The buffers
+   * are pinned against reuse until `release()`.
+   */
+  memtables(): MemtableSnapshot {
+    this.check();
+    const snap = captureSnapshot(this.read);
+    const schema = schemaToJson(this.schema);
+    const memtables: MemtableHandle[] = [];
+    snap.shards.forEach((sh, shard) => {
+      sh?.memtables.forEach(({ memtable, rows }, i) => {
+        memtables.push({
+          shard,
+          generation: memtable.generation,
+          state: i === 0 ? 'active' : 'frozen',
+          rows,
+          buffer: memtable.buffer,
+          schema,
+        });
+      });
+    });
+    return { seq: snap.seq, memtables, release: () => snap.release() };
   }
 
   /** Newest live version of every key (matching `filter`), from one snapshot taken now. */
