@@ -86,7 +86,7 @@ describe('fencing, two owners in one process', () => {
   });
 
   /**
-   * ENGINE BUG (reported): when a commit is refused with SLUICE_FENCED, the lifecycle hands
+   * Regression. Before the fix, when a commit is refused with SLUICE_FENCED, the lifecycle hands
    * the error to the broker and returns, but never rejects the db.flush() calls waiting for
    * that generation to retire: the fenced owner's flush hangs forever instead of failing.
    */
@@ -116,7 +116,7 @@ describe('fencing, two owners in one process', () => {
   });
 
   /**
-   * ENGINE BUG (reported): a writer fenced while its put is in flight appends that record to
+   * Regression. Before the fix, a writer fenced while its put is in flight appends that record to
    * its own WAL segment, with an LSN the successor has already used to start its segment (the
    * fence check runs after write + fsync). The records are never acknowledged, but at the next
    * replay the old segment now runs past the start of the successor's segment: replay sees

@@ -46,7 +46,7 @@ describe('corruption fuzzing (short, fixed seeds)', () => {
   }, 300_000);
 
   /**
-   * ENGINE BUG (reported): sluice.json has no checksum and readTableMeta (core/src/table-meta.ts)
+   * Regression. Before the fix, sluice.json has no checksum and readTableMeta (core/src/table-meta.ts)
    * checks little of its structure, so a damaged table description reaches schemaFromJson:
    * a column without a name throws an untyped TypeError, a damaged type or primary key is
    * reported as SLUICE_INVALID_SCHEMA (a user-input code), and a damaged column name is

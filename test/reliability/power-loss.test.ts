@@ -87,7 +87,7 @@ async function waitRunning(db: Db): Promise<void> {
 
 describe('engine under power loss', () => {
   /**
-   * ENGINE BUG (reported): a shard that restarts replays the WAL bytes it finds, including a
+   * Regression. Before the fix, a shard that restarts replays the WAL bytes it finds, including a
    * tail that was written but never fsynced (here: the fsync failed), publishes them as durable
    * and continues the log in a NEW segment. Nothing ever fsyncs the replayed tail, so a power
    * cut drops it, the new segment no longer continues the old one, and the next replay cuts

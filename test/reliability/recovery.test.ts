@@ -62,7 +62,7 @@ async function tableWithLongTail(rows: number): Promise<string> {
 
 describe('reopen over a long WAL tail with tiny memtables', () => {
   /**
-   * ENGINE BUG (reported): replay freezes memtables; the shard publishes them (posting
+   * Regression. Before the fix, replay freezes memtables; the shard publishes them (posting
    * 'frozen') before 'ready', and ShardLifecycle.onFrozen → #schedule → ctx.visibleSeq() reads
    * the broker's sequencer, which Broker.start only creates once every shard is ready:
    * "TypeError: Cannot read properties of undefined (reading 'visible')", thrown from a worker
@@ -78,7 +78,7 @@ describe('reopen over a long WAL tail with tiny memtables', () => {
   }, 120_000);
 
   /**
-   * ENGINE BUG (reported): replay rotates through the two spare memtables it was started with;
+   * Regression. Before the fix, replay rotates through the two spare memtables it was started with;
    * the next rotation waits for a spare, which the broker only sends when it hears 'frozen',
    * which the shard only posts after replay: open never resolves.
    */

@@ -15,7 +15,7 @@
  * write present with its latest value, every acknowledged delete absent, in-flight keys old or
  * new, no phantom and no garbage row, no hole in any shard's log, scan and getMany agreeing.
  */
-import { rm } from 'node:fs/promises';
+import { cp, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { simulatePowerLoss } from '@sluice/core';
 import type { FaultRule } from '@sluice/core';
@@ -34,8 +34,16 @@ export interface CrashLoopOptions {
   readonly powerLossRatio?: number;
   /** Progress lines. */
   readonly log?: (line: string) => void;
+  /** Share of child runs in which a WAL fsync fails first (the shard restarts). Default 0.2. */
+  readonly transientRatio?: number;
   /** Stop at the first cycle with a violation (default true). */
   readonly stopOnViolation?: boolean;
+  /**
+   * Directory where a cycle with a violation leaves its evidence: the table and the power-loss
+   * journal as the killed children left them (before the simulated power cut), and the table
+   * as reopened. Default: none kept.
+   */
+  readonly evidenceDir?: string;
 }
 
 export interface CrashLoopTotals {
@@ -48,6 +56,8 @@ export interface CrashLoopTotals {
   diedBeforeReady: number;
   exitedCleanly: number;
   transientFaults: number;
+  /** Child open or close failing with a typed error (an injected fault hit it). */
+  typedOpenOrCloseFailures: number;
   opsIssued: number;
   ackedOpsChecked: number;
   rejectedOps: number;
@@ -87,6 +97,7 @@ export function emptyTotals(): CrashLoopTotals {
     diedBeforeReady: 0,
     exitedCleanly: 0,
     transientFaults: 0,
+    typedOpenOrCloseFailures: 0,
     opsIssued: 0,
     ackedOpsChecked: 0,
     rejectedOps: 0,
@@ -149,6 +160,8 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopTot
     const power = rng.chance(powerLossRatio);
     const plJournal = path.join(work, `power-${cycle}.journal`);
     const runs = power ? rng.between(1, 3) : 1;
+    /** What each child run of this cycle did, for the violation report. */
+    const story: string[] = [];
     for (let run = 0; run < runs; run++) {
       const ackJournal = path.join(work, `ack-${cycle}-${run}.log`);
       const roles: Partial<Record<Role, { rules: FaultRule[]; powerLoss?: { journal: string } }>> = {};
@@ -157,9 +170,11 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopTot
       if (power) for (const r of ['shard', 'flush', 'main'] as const) role(r);
       const crashPoint = rng.chance(0.6) ? randomCrashPoint(rng) : undefined;
       if (crashPoint) role(crashPoint.role).rules.push(crashPoint.rule);
-      if (rng.chance(0.2)) {
+      let transient: number | undefined;
+      if (rng.chance(opts.transientRatio ?? 0.2)) {
         // A WAL fsync fails first: the shard restarts from its WAL inside the child, before the kill.
-        role('shard').rules.push({ op: 'sync', nth: rng.between(2, 30), action: 'EIO' });
+        transient = rng.between(2, 30);
+        role('shard').rules.push({ op: 'sync', nth: transient, action: 'EIO' });
         totals.transientFaults++;
       }
       const child = new IngestChild({
@@ -200,18 +215,37 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopTot
       const exit = await child.exited;
       if (exit.code === 0) totals.exitedCleanly++;
       const j = applyJournal(ackJournal, oracle);
+      story.push(
+        `run ${run} (writer ${opBase / 1_000_000 - 1}): ${crashPoint ? `crash point ${crashPoint.name}#${crashPoint.rule.nth}` : 'timer kill'}` +
+          `${transient ? `, EIO at shard fsync #${transient}` : ''}, exit ${exit.code ?? exit.signal}, ` +
+          `acked ${j.acked}, rejected ${JSON.stringify(j.codes)}, in flight ${j.pending}, flushes ok ${j.flushOk}`,
+      );
       totals.opsIssued += j.intents;
       totals.rejectedOps += j.failed;
       totals.inFlightAtKill += j.pending;
       for (const [code, n] of Object.entries(j.codes)) {
         totals.rejectionCodes[code] = (totals.rejectionCodes[code] ?? 0) + n;
       }
-      for (const e of j.errors) totals.childErrors.push(`cycle ${cycle}: ${e}`);
+      // An injected I/O error may make the child's open (replay, fence) fail: with a typed
+      // error that is the contract; anything untyped is not.
+      for (const e of j.errors) {
+        if (/^E \w+ SLUICE_[A-Z_]+ /.test(e)) totals.typedOpenOrCloseFailures++;
+        else totals.childErrors.push(`cycle ${cycle}: ${e}`);
+      }
       for (const v of j.snapshotViolations) totals.violations.push(`cycle ${cycle} run ${run}: ${v}`);
       if (exit.code !== null && exit.code !== 0 && exit.code !== 3) {
         totals.childErrors.push(`cycle ${cycle}: child exited ${exit.code}: ${child.stderr.slice(-2000)}`);
       }
       await rm(ackJournal, { force: true });
+    }
+    const evidence = opts.evidenceDir
+      ? path.join(opts.evidenceDir, `seed-${opts.seed}-cycle-${cycle}`)
+      : undefined;
+    if (evidence) {
+      await rm(evidence, { recursive: true, force: true });
+      await mkdir(evidence, { recursive: true });
+      await cp(dir, path.join(evidence, 'before-power-cut'), { recursive: true });
+      if (power) await cp(plJournal, path.join(evidence, 'power.journal')).catch(() => undefined);
     }
     if (power) {
       totals.powerLossCycles++;
@@ -263,9 +297,12 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopTot
         `in flight landed ${res.uncertainLanded}/dropped ${res.uncertainDropped}, reopen ${ms.toFixed(0)} ms` +
         (bad.length ? `, ${bad.length} VIOLATIONS` : ''),
     );
+    if (evidence && bad.length === 0) await rm(evidence, { recursive: true, force: true });
+    else if (evidence) await cp(dir, path.join(evidence, 'after'), { recursive: true });
     if (bad.length > 0) {
       totals.violations.push(
         `cycle ${cycle} (${power ? 'power-loss' : 'kill-9'}, seed ${opts.seed}): ${bad.slice(0, 10).join('; ')}` +
+          ` [${story.join('; ')}]` +
           (warnings.length ? ` [reopen warnings: ${warnings.slice(0, 3).join(' | ')}]` : ''),
       );
       if (stopOnViolation) break;

@@ -44,10 +44,10 @@ export async function runCrashPoint(role: Role, rule: FaultRule, seed: number): 
     await child.kill9();
   }
   const reached = exit?.signal === 'SIGKILL';
-  if (exit && !reached && exit.code !== 0) {
-    violations.push(`child exited ${exit.code}: ${child.stderr.slice(-1000)}`);
-  }
   const j = applyJournal(ackJournal, oracle);
+  if (exit && !reached && exit.code !== 0) {
+    violations.push(`child exited ${exit.code}: ${j.errors.join('; ')} ${child.stderr.slice(-1000)}`);
+  }
   for (const e of j.errors) if (!/ SLUICE_[A-Z_]+ /.test(e)) violations.push(`child: ${e}`);
   const db = await outcome(open(dir, { onWarning: () => undefined }), 60_000, 'reopen');
   if (!db.ok) {

@@ -34,6 +34,7 @@ it('crash loop', async () => {
       'killed at a crash point': t.killedAtCrashPoint,
       'crash points hit (distinct sites)': Object.keys(t.crashPoints).length,
       'transient I/O faults before the kill': t.transientFaults,
+      'child opens/closes failed with a typed error (injected fault)': t.typedOpenOrCloseFailures,
       'ops issued': t.opsIssued,
       'ops rejected (typed)': t.rejectedOps,
       'ops in flight at the kill': t.inFlightAtKill,
