@@ -3,6 +3,7 @@
  * SharedArrayBuffer and the schema alone (`db.memtables()` + `memtableToArrow`).
  */
 import { Worker } from 'node:worker_threads';
+import type { Table } from 'apache-arrow';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SluiceError, memtableToArrow } from 'sluice';
 import type { MemtableHandle } from 'sluice';
@@ -126,8 +127,7 @@ describe('memtables as Arrow vectors, zero copy', () => {
 });
 
 describe('scan().toArrow() without copying where rows are already deduplicated', () => {
-  const valueBuffer = (t: { getChild(n: string): { data: { values: { buffer: unknown } }[] } | null }) =>
-    t.getChild('value')!.data.map((d) => d.values.buffer);
+  const valueBuffer = (t: Table): unknown[] => t.getChild('value')!.data.map((d) => d.values.buffer);
 
   it('wraps a memtable whose every row is live and newest, and keeps it from reuse for good', async () => {
     const db = await openTable(await tempDir('scan-zero-copy'), { shards: 1, memtableBytes: 16 << 10 });
