@@ -406,6 +406,8 @@ export class ShardLifecycle {
   async #waitHold(which: 'beforeFlush' | 'beforeCommit'): Promise<void> {
     for (let h = this.holds[which]; h && !this.#closing; h = this.holds[which]) {
       await Promise.race([h, this.#closed]);
+      // An opened hold that is still set stays open: waiting on it again would spin.
+      if (this.holds[which] === h) return;
     }
   }
 
