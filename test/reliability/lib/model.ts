@@ -4,13 +4,15 @@
  * fails until its fault clears, a shard thread crash, reopen, and concurrent readers, checked
  * against a Map.
  *
- * Concurrent readers are async readers on the main thread, racing a put: reads from other
- * threads (db.handle()/attach()) are another engineer's work in progress.
+ * Concurrent readers race a put: async readers on the main thread, and a reader thread
+ * attached to the table (db.handle()/attach()) reading from its own snapshots.
  *
  * Runs share a table, each in its own key namespace (`run` column, keys run * 1000 + k), so a
  * run costs its commands and not an open; the table is replaced every `runsPerTable` runs.
  */
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { TransferListItem } from 'node:worker_threads';
 import fc from 'fast-check';
 import { FaultControl } from '@sluice/core';
 import { kInternals, open } from 'sluice';
@@ -46,9 +48,44 @@ export class ModelTable {
     { op: 'putIfAbsent', path: '/gen/', times: Infinity, action: 'ENOSPC' },
   ]);
   readonly counts: Record<string, number> = {};
+  /** The reader thread, attached to `readerDb` (re-attached after every open). */
+  #reader: Worker | undefined;
+  #readerDb: Db | undefined;
+  #requests = new Map<number, (reply: ReaderReply) => void>();
+  #nextRequest = 0;
 
   constructor() {
     this.control.disarm();
+  }
+
+  /** getMany(keys) and a scan of run `run`, both from the reader thread's snapshots. */
+  async readInThread(keys: bigint[], run: number): Promise<ReaderReply> {
+    if (!this.#reader) {
+      this.#reader = new Worker(new URL('../fixtures/model-reader.mjs', import.meta.url));
+      this.#reader.on('message', (reply: ReaderReply) => {
+        this.#requests.get(reply.id)?.(reply);
+        this.#requests.delete(reply.id);
+      });
+      this.#reader.on('error', (err) => {
+        for (const done of this.#requests.values()) done({ id: -1, ok: false, error: String(err) });
+        this.#requests.clear();
+      });
+    }
+    if (this.#readerDb !== this.db) {
+      const descriptor = this.db.handle();
+      const attached = await this.#ask({ kind: 'attach', descriptor }, [descriptor.registry]);
+      if (!attached.ok) throw new Error(`reader thread could not attach: ${attached.error}`);
+      this.#readerDb = this.db;
+    }
+    return this.#ask({ kind: 'read', keys, run });
+  }
+
+  #ask(msg: Record<string, unknown>, transfer: TransferListItem[] = []): Promise<ReaderReply> {
+    const id = this.#nextRequest++;
+    return new Promise((resolve) => {
+      this.#requests.set(id, resolve);
+      this.#reader!.postMessage({ ...msg, id }, transfer);
+    });
   }
 
   options(): OpenOptions {
@@ -76,6 +113,8 @@ export class ModelTable {
   }
 
   async close(): Promise<void> {
+    await this.#reader?.terminate();
+    this.#reader = undefined;
     await this.db?.close();
   }
 
@@ -85,6 +124,14 @@ export class ModelTable {
 }
 
 type Real = { t: ModelTable; run: number };
+
+interface ReaderReply {
+  readonly id: number;
+  readonly ok: boolean;
+  readonly error?: string;
+  readonly many?: (Record<string, unknown> | undefined)[];
+  readonly scan?: Record<string, unknown>[];
+}
 
 const id = (run: number, k: number): bigint => BigInt(run * 1000 + k);
 
@@ -448,6 +495,60 @@ class ConcurrentReaders extends Cmd {
   }
 }
 
+/**
+ * A reader on another thread races a put: each of its reads sees all of the put or none of
+ * it; once the put resolves, a new read there sees it (read-your-writes across threads).
+ */
+class ThreadReaders extends Cmd {
+  constructor(readonly rows: ModelRow[]) {
+    super();
+  }
+  async run(m: Model, r: Real): Promise<void> {
+    r.t.count('threadReaders');
+    const keys = [...new Set(this.rows.map((x) => x.k))];
+    const before = new Map(keys.map((k) => [k, m.rows.get(k)]));
+    const after = new Map(before);
+    for (const x of this.rows) after.set(x.k, x);
+    const ids = keys.map((k) => id(r.run, k));
+    const pending = r.t.db.put(this.rows.map((x) => toDb(r.run, x)));
+    const racing = r.t.readInThread(ids, r.run);
+    await pending;
+    const check = (reply: ReaderReply, states: Map<number, ModelRow | undefined>[], what: string): void => {
+      if (!reply.ok) fail(`${what}: reader thread failed`, reply.error, undefined);
+      const asOf = (
+        k: number,
+        g: Record<string, unknown> | undefined,
+        state: Map<number, ModelRow | undefined>,
+      ) => {
+        const w = state.get(k);
+        return w === undefined ? g === undefined : g !== undefined && same(g, expectRow(r.run, w));
+      };
+      const many = reply.many!;
+      if (!states.some((st) => keys.every((k, i) => asOf(k, many[i] ?? undefined, st)))) {
+        fail(
+          `${what}: getMany in another thread`,
+          many,
+          states.map((st) => [...st]),
+        );
+      }
+      const rows = new Map(reply.scan!.map((g) => [Number((g.id as bigint) - BigInt(r.run * 1000)), g]));
+      if (!states.some((st) => keys.every((k) => asOf(k, rows.get(k), st)))) {
+        fail(
+          `${what}: scan in another thread`,
+          [...rows.values()],
+          states.map((st) => [...st]),
+        );
+      }
+    };
+    check(await racing, [before, after], 'racing a put');
+    check(await r.t.readInThread(ids, r.run), [after], 'after the put resolved');
+    for (const x of this.rows) m.rows.set(x.k, x);
+  }
+  toString(): string {
+    return `threadReaders(${show(this.rows)})`;
+  }
+}
+
 const keyArb = fc.integer({ min: 0, max: K - 1 });
 const putArb = fc.array(rowArb, { minLength: 1, maxLength: 8 }).map((rows) => new Put(rows));
 const columnsArb = fc.option(
@@ -478,6 +579,10 @@ export const COMMANDS: fc.Arbitrary<fc.AsyncCommand<Model, Real>>[] = [
       arbitrary: fc
         .array(rowArb, { minLength: 1, maxLength: 6 })
         .map((rows): Cmd => new ConcurrentReaders(rows)),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.array(rowArb, { minLength: 1, maxLength: 6 }).map((rows): Cmd => new ThreadReaders(rows)),
     },
     { weight: 6, arbitrary: fc.constant<Cmd>(new Freeze()) },
     { weight: 6, arbitrary: fc.constant<Cmd>(new Flush()) },

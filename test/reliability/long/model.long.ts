@@ -23,8 +23,7 @@ it('model-based runs', async () => {
       commands,
       failures: t.failed ? 1 : 0,
       'commands by kind': JSON.stringify(t.commands),
-      'concurrent readers':
-        'async readers on the main thread (reads from other threads: pending db.handle()/attach())',
+      'concurrent readers': 'async readers on the main thread and a reader thread (attach())',
     },
     ackedLost: 0,
     violations: t.failed ? [`${t.error}; counterexample: ${t.counterexample}`] : [],
