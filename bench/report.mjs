@@ -9,6 +9,15 @@ export const WORKLOADS = {
   w1: { title: 'W1 ingest (1 producer, plain objects)', unit: 'rows/s', byMode: true },
   w1c: { title: 'W1c ingest, 16 concurrent producers', unit: 'rows/s', byMode: true },
   w1a: { title: 'W1a ingest, Arrow RecordBatches', unit: 'rows/s', byMode: true },
+  'w1a-threads': {
+    title: 'W1a from producer threads: attach() vs. the main thread vs. postMessage (Sluice)',
+    unit: 'rows/s',
+    byMode: true,
+    // <path>-<n>: main-n = n concurrent puts on the main thread; attach-n = n worker threads each
+    // putting through attach(db.handle()); post-n = n worker threads posting Arrow IPC to the main
+    // thread, which puts it. main-1 is the reference of the ratios.
+    variants: ['main-1', 'main-4', 'attach-1', 'attach-2', 'attach-4', 'post-1', 'post-2', 'post-4'],
+  },
   w1s: { title: 'W1 ingest under a concurrent full scan', unit: 'rows/s', byMode: true },
   w2: { title: 'W2 point gets after ingest', unit: 'gets/s', byMode: false },
   w2i: { title: 'W2 point gets while W1 runs', unit: 'rows/s', byMode: false },
@@ -19,14 +28,21 @@ export const WORKLOADS = {
 
 const ORDER = Object.keys(WORKLOADS);
 
-/** Groups trials by (workload, mode, engine, shards) and summarizes each metric. */
+/** Groups trials by (workload, mode, engine, shards, variant) and summarizes each metric. */
 export function aggregate(trials) {
   const groups = new Map();
   for (const t of trials) {
-    const key = [t.workload, t.mode, t.engine, t.shards ?? ''].join('|');
+    const key = [t.workload, t.mode, t.engine, t.shards ?? '', t.variant ?? ''].join('|');
     let g = groups.get(key);
     if (!g) {
-      g = { workload: t.workload, mode: t.mode, engine: t.engine, shards: t.shards ?? null, trials: [] };
+      g = {
+        workload: t.workload,
+        mode: t.mode,
+        engine: t.engine,
+        shards: t.shards ?? null,
+        variant: t.variant ?? null,
+        trials: [],
+      };
       groups.set(key, g);
     }
     g.trials.push(t);
@@ -41,6 +57,7 @@ export function aggregate(trials) {
       mode: g.mode,
       engine: g.engine,
       shards: g.shards,
+      variant: g.variant,
       version: g.trials.find((t) => t.version)?.version,
       runs: g.trials.length,
       okRuns: ok.length,
@@ -67,7 +84,13 @@ export function aggregate(trials) {
     });
   }
   const rank = (e) => (ENGINES.includes(e) ? ENGINES.indexOf(e) : ENGINES.length);
-  return out.sort((a, b) => rank(a.engine) - rank(b.engine) || (a.shards ?? 0) - (b.shards ?? 0));
+  const variants = WORKLOADS['w1a-threads'].variants;
+  return out.sort(
+    (a, b) =>
+      rank(a.engine) - rank(b.engine) ||
+      (a.shards ?? 0) - (b.shards ?? 0) ||
+      variants.indexOf(a.variant) - variants.indexOf(b.variant),
+  );
 }
 
 const fmt = (x, digits = 0) => {
@@ -89,6 +112,21 @@ const ratio = (a, b) => {
   const r = a.median / b.median;
   return `${r >= 0.1 ? r.toFixed(2) : r.toPrecision(2)}×`;
 };
+
+/** A w1a-threads variant as [producer path, producers] for the tables and chart. */
+export function variantLabel(variant) {
+  const [via, n] = (variant ?? '').split('-');
+  if (via === 'main') return ['main thread: `db.put`', n === '1' ? '1' : `${n} concurrent puts`];
+  if (via === 'attach')
+    return ['worker threads: `attach(db.handle())`, `put`', `${n} thread${n === '1' ? '' : 's'}`];
+  if (via === 'post') {
+    return [
+      'worker threads: Arrow IPC by `postMessage` (transferred), main thread decodes, `db.put`',
+      `${n} thread${n === '1' ? '' : 's'}`,
+    ];
+  }
+  return [String(variant), '—'];
+}
 
 function durabilityNote(strace, engine, mode) {
   const s = strace?.find((x) => x.engine === engine && x.mode === mode);
@@ -256,6 +294,29 @@ export function markdown(run) {
             'notes',
           ];
           body.push([g.engine, range(g.value), med(g.secondScan), med(g.rows), r, status(g)]);
+        } else if (w === 'w1a-threads') {
+          const main = rows.find((x) => x.variant === 'main-1' && x.mode === g.mode && x.okRuns > 0);
+          header = [
+            'mode',
+            'producer path',
+            'producers',
+            'rows/s',
+            'MB/s',
+            'ack p50 / p99 ms',
+            'peak RSS MB',
+            '÷ main thread (1 put at a time)',
+            'notes',
+          ];
+          body.push([
+            g.mode,
+            ...variantLabel(g.variant),
+            range(g.value),
+            med(g.mbPerSec, 1),
+            `${med(g.ackP50Ms, 2)} / ${med(g.ackP99Ms, 2)}`,
+            med(g.peakRssMB),
+            g.variant === 'main-1' ? '—' : ratio(g.value, main?.value),
+            status(g),
+          ]);
         } else if (w === 'scale') {
           const one = rows.find((x) => x.shards === 1 && x.okRuns > 0);
           header = ['shards', 'rows/s', 'speed-up vs 1 shard', 'ack p50 / p99 ms', 'notes'];
@@ -327,9 +388,14 @@ export function markdown(run) {
 }
 
 function targets(groups) {
-  const get = (w, m, e, shards = null) =>
+  const get = (w, m, e, shards = null, variant = null) =>
     groups.find(
-      (g) => g.workload === w && (m === null || g.mode === m) && g.engine === e && g.shards === shards,
+      (g) =>
+        g.workload === w &&
+        (m === null || g.mode === m) &&
+        g.engine === e &&
+        g.shards === shards &&
+        g.variant === variant,
     );
   const v = (g) => (g && g.okRuns > 0 ? g.value.median : undefined);
   const rows = [];
@@ -366,6 +432,22 @@ function targets(groups) {
     v(get('scale', null, 'sluice', 1)),
     1.6,
   );
+  // The thread count is the user's choice: the best attach variant is compared, and named.
+  const attachVariants = WORKLOADS['w1a-threads'].variants.filter((x) => x.startsWith('attach-'));
+  for (const m of ['durable', 'buffered']) {
+    const best = attachVariants
+      .map((x) => ({ x, r: v(get('w1a-threads', m, 'sluice', null, x)) }))
+      .filter((c) => c.r !== undefined)
+      .sort((p, q) => q.r - p.r)[0];
+    const main = v(get('w1a-threads', m, 'sluice', null, 'main-1'));
+    const x = best && main !== undefined ? best.r / main : undefined;
+    cmp(
+      `W1a from worker threads (attach) ≥ 1.5× the main thread (${m}; best of ${attachVariants.map((x) => x.slice('attach-'.length)).join(', ')} threads)`,
+      x,
+      x >= 1.5,
+      `${x?.toFixed(2)}× (${best?.x}: ${fmt(best?.r)} rows/s; main-1: ${fmt(main)} rows/s)`,
+    );
+  }
   for (const m of ['durable', 'buffered']) {
     const a = v(get('w1s', m, 'sluice'));
     const b = v(get('w1', m, 'sluice'));
@@ -436,7 +518,11 @@ export function svg(run) {
       const bars = ws
         .filter((g) => m === null || g.mode === m)
         .map((g) => ({
-          label: spec.byMode ? g.engine : `${g.engine} (${g.mode})`,
+          label: g.variant
+            ? `${g.engine} ${g.variant.replace('-', ' ×').replace('post', 'postMessage')}`
+            : spec.byMode
+              ? g.engine
+              : `${g.engine} (${g.mode})`,
           engine: g.engine,
           s: g.value,
         }));

@@ -163,6 +163,12 @@ for (const w of workloadList) {
     } else if (w === 'scale') {
       if (!p.shardable) continue;
       for (let s = 1; s <= cores; s++) specs.push({ engine: e, workload: w, mode: 'buffered', shards: s });
+    } else if (w === 'w1a-threads') {
+      if (!p.threads) continue;
+      for (const mode of ['durable', 'buffered']) {
+        if (!has(e, mode)) continue;
+        for (const variant of WORKLOADS[w].variants) specs.push({ engine: e, workload: w, mode, variant });
+      }
     }
   }
 }
@@ -246,6 +252,7 @@ function runTrial(spec) {
     '--dir',
     path.join(dir, 'data'),
     ...(spec.shards ? ['--shards', String(spec.shards)] : []),
+    ...(spec.variant ? ['--variant', spec.variant] : []),
   ];
   const load = os.loadavg()[0];
   return new Promise((resolve) => {
@@ -327,7 +334,9 @@ for (let rep = 0; rep < options.reps; rep++) {
     // Start every trial from the same state: dirty pages of the previous trial written back.
     spawnSync('sync');
     await sleep(200);
-    const label = `${spec.workload} ${spec.mode} ${spec.engine}${spec.shards ? ` shards=${spec.shards}` : ''}`;
+    const label =
+      `${spec.workload} ${spec.mode} ${spec.engine}` +
+      `${spec.shards ? ` shards=${spec.shards}` : ''}${spec.variant ? ` ${spec.variant}` : ''}`;
     const t0 = Date.now();
     const r = await runTrial(spec);
     r.rep = rep;

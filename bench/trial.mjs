@@ -9,6 +9,7 @@ import { clearInterval, setInterval } from 'node:timers';
 import { setImmediate as immediate, setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import { getIds, makeDataset, prng, toArrowBatches } from './data.mjs';
 import { ENGINES, loadAdapter } from './engines/index.mjs';
 import { percentile } from './stats.mjs';
@@ -24,6 +25,8 @@ const { values: args } = parseArgs({
     gets: { type: 'string', default: '100000' },
     producers: { type: 'string', default: '16' },
     shards: { type: 'string' },
+    // w1a-threads: <path>-<n>, e.g. main-1, attach-2, post-4 (see threadedIngest).
+    variant: { type: 'string' },
     dir: { type: 'string' },
     'max-seconds': { type: 'string', default: '300' },
     'no-verify': { type: 'boolean', default: false },
@@ -37,6 +40,8 @@ const MB = 1e6;
 const rowsTotal = Number(args.rows);
 const maxMs = Number(args['max-seconds']) * 1000;
 const shards = args.shards === undefined ? undefined : Number(args.shards);
+const [via, threadCount] = (args.variant ?? 'main-1').split('-');
+const threads = Number(threadCount);
 
 function emit(result) {
   process.stdout.write(`BENCH_RESULT ${JSON.stringify(result)}\n`);
@@ -76,6 +81,7 @@ async function probe() {
         modes: adapter.modes,
         unavailableModes: adapter.unavailableModes ?? {},
         arrowInput: adapter.arrowInput,
+        threads: typeof adapter.attach === 'function',
         gets: name !== 'arrow-ipc',
         shardable: adapter.shardable === true,
       };
@@ -142,6 +148,123 @@ async function ingest(db, dataset, { producers = 1, arrowBatches, onAck, backgro
   };
 }
 
+/**
+ * W1a from `threads` producer threads (workload w1a-threads, `via` 'attach' or 'post'; see
+ * producer-thread.mjs). Thread k takes batches k, k + threads, k + 2 × threads, ... of the dataset:
+ * the shares differ by at most one batch and each spans the whole id range, upserts included, as
+ * the 16 producers of W1c share one batch sequence. Each thread builds its Arrow batches and (for
+ * 'attach') attaches before the clock starts; the clock runs from "go" to the last thread's last
+ * ack. With 'post', this thread decodes every batch a thread posts, puts it, and replies once
+ * the put resolved: what a user without attach would do.
+ */
+async function threadedIngest(db, dataset, arrow, batchMaxId) {
+  const n = dataset.batches.length;
+  const batchBytes = dataset.batchBytes;
+  const workers = [];
+  try {
+    for (let k = 0; k < threads; k++) {
+      const worker = new Worker(path.join(HERE, 'producer-thread.mjs'), {
+        workerData: { engine: args.engine, via },
+      });
+      const inbox = messages(worker);
+      workers.push({ worker, inbox });
+      const rows = dataset.batches.filter((_, i) => i % threads === k);
+      if (via === 'attach') {
+        const descriptor = db.handle();
+        worker.postMessage({ rows, descriptor }, [descriptor.registry]);
+      } else {
+        const { port1, port2 } = new MessageChannel();
+        port1.on('message', (bytes) => {
+          const batch = arrow.tableFromIPC(bytes).batches[0];
+          db.putArrow(batch).then(
+            () => port1.postMessage(null),
+            (err) => port1.postMessage({ error: String(err?.message ?? err) }),
+          );
+        });
+        workers[k].port = port1;
+        worker.postMessage({ rows, port: port2 }, [port2]);
+      }
+    }
+    await Promise.all(workers.map((w) => w.inbox.next('ready')));
+    globalThis.gc?.();
+    const rss = new RssSampler();
+    const t0 = performance.now();
+    for (const w of workers) w.worker.postMessage({ maxMs });
+    const done = await Promise.all(workers.map((w) => w.inbox.next('done')));
+    const ms = performance.now() - t0;
+    const peak = rss.stop();
+    await Promise.all(workers.map((w) => w.inbox.next('closed')));
+
+    // Thread k did the first done[k].batches of its share. Every batch before the first one
+    // that no thread did was acknowledged: the ids of that prefix are the ones checked after.
+    let firstMissing = n;
+    let rowsDone = 0;
+    let bytesDone = 0;
+    done.forEach((d, k) => {
+      firstMissing = Math.min(firstMissing, k + d.batches * threads);
+      for (let j = 0; j < d.batches; j++) {
+        const i = k + j * threads;
+        rowsDone += dataset.batches[i].length;
+        bytesDone += batchBytes[i];
+      }
+    });
+    const batches = done.reduce((s, d) => s + d.batches, 0);
+    const lats = new Float64Array(batches);
+    let o = 0;
+    for (const d of done) {
+      lats.set(d.lat.subarray(0, d.batches), o);
+      o += d.batches;
+    }
+    lats.sort();
+    return {
+      rows: rowsDone,
+      batches,
+      partial: batches < n,
+      seconds: ms / 1000,
+      rowsPerSec: rowsDone / (ms / 1000),
+      mbPerSec: bytesDone / MB / (ms / 1000),
+      inputMB: bytesDone / MB,
+      ackP50Ms: percentile(lats, 0.5),
+      ackP99Ms: percentile(lats, 0.99),
+      ackMaxMs: lats[lats.length - 1],
+      sampledPeakRss: peak,
+      ackedMaxId: firstMissing > 0 ? batchMaxId[firstMissing - 1] : 0,
+    };
+  } finally {
+    for (const w of workers) w.port?.close();
+    await Promise.all(workers.map((w) => w.worker.terminate()));
+  }
+}
+
+/** The messages of a worker as `next(type)` promises; an error or exit rejects them. */
+function messages(worker) {
+  const queue = [];
+  const waiters = [];
+  let failure;
+  const fail = (err) => {
+    failure ??= err;
+    for (const w of waiters.splice(0)) w.reject(failure);
+  };
+  worker.on('message', (m) => {
+    const w = waiters.shift();
+    if (w) w.resolve(m);
+    else queue.push(m);
+  });
+  worker.on('error', fail);
+  worker.on('exit', (code) => fail(new Error(`producer thread exited (${code})`)));
+  return {
+    async next(type) {
+      const m =
+        queue.shift() ??
+        (await new Promise((resolve, reject) =>
+          failure ? reject(failure) : waiters.push({ resolve, reject }),
+        ));
+      if (m.type !== type) throw new Error(`producer thread: expected "${type}", got "${m.type}"`);
+      return m;
+    },
+  };
+}
+
 /** A reader loop that runs until stopped, yielding to the event loop after every call. */
 function loop(fn) {
   let stopped = false;
@@ -196,6 +319,7 @@ async function main() {
   const workload = args.workload;
   const mode = args.mode;
   const base = { engine, workload, mode, shards: shards ?? null, rowsRequested: rowsTotal };
+  if (workload === 'w1a-threads') Object.assign(base, { variant: args.variant, via, threads });
 
   let adapter;
   let loaded;
@@ -211,9 +335,14 @@ async function main() {
     emit({ ...base, status: 'n/a', reason: adapter.unavailableModes?.[mode] ?? `no ${mode} mode` });
     return;
   }
-  const wantsArrow = workload === 'w1a' || workload === 'scale';
+  const wantsArrow = workload === 'w1a' || workload === 'scale' || workload === 'w1a-threads';
   if (wantsArrow && !adapter.arrowInput) {
     emit({ ...base, status: 'n/a', reason: 'takes no Arrow input' });
+    return;
+  }
+  const fromThreads = workload === 'w1a-threads' && via !== 'main';
+  if (fromThreads && typeof adapter.attach !== 'function') {
+    emit({ ...base, status: 'n/a', reason: 'no table handles for other threads' });
     return;
   }
 
@@ -226,7 +355,8 @@ async function main() {
     for (const r of b) s += 24 + r.tag.length + r.payload.length;
     return s;
   });
-  const arrowBatches = wantsArrow ? toArrowBatches(loaded.arrow, dataset) : undefined;
+  // Producer threads build their own share of the batches (threadedIngest).
+  const arrowBatches = wantsArrow && !fromThreads ? toArrowBatches(loaded.arrow, dataset) : undefined;
   globalThis.gc?.();
   await sleep(50);
   const baselineRss = rssNow();
@@ -253,8 +383,9 @@ async function main() {
     }
     const db = await adapter.open(dir, { mode, shards, create: true });
     let result;
-    if (['w1', 'w1c', 'w1a', 'scale', 'w1s', 'w2i'].includes(workload)) {
-      const producers = workload === 'w1c' ? Number(args.producers) : 1;
+    if (['w1', 'w1c', 'w1a', 'scale', 'w1s', 'w2i', 'w1a-threads'].includes(workload)) {
+      const producers =
+        workload === 'w1c' ? Number(args.producers) : workload === 'w1a-threads' ? threads : 1;
       let background;
       // Ids known to be acknowledged: fresh ids ascend with the batch index.
       const batchMaxId = new Float64Array(dataset.batches.length);
@@ -307,8 +438,10 @@ async function main() {
           };
         };
       }
-      const r = await ingest(db, dataset, { producers, arrowBatches, onAck, background });
-      dataset.ackedMaxId = ackedMaxId;
+      const r = fromThreads
+        ? await threadedIngest(db, dataset, loaded.arrow, batchMaxId)
+        : await ingest(db, dataset, { producers, arrowBatches, onAck, background });
+      dataset.ackedMaxId = fromThreads ? r.ackedMaxId : ackedMaxId;
       const verify = await verifyGets(db, dataset, 200, producers === 1 && !r.partial);
       result = {
         ...r,

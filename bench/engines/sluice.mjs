@@ -40,6 +40,7 @@ export default {
     return {
       putRows: (rows) => db.put(rows),
       putArrow: (batch) => db.put(batch),
+      handle: () => db.handle(),
       async get(id) {
         return db.get(id);
       },
@@ -67,5 +68,13 @@ export default {
       },
       close: () => db.close(),
     };
+  },
+  /**
+   * A table handle in another thread (w1a-threads), after `load()` there: `descriptor` comes from
+   * `handle()` on the thread that opened the table, its port transferred along with it.
+   */
+  async attach(descriptor) {
+    const t = await sluice.attach(descriptor);
+    return { putArrow: (batch) => t.put(batch), close: () => t.close() };
   },
 };
