@@ -2,7 +2,7 @@
  * DESIGN.md §2.2 (no read hole), §2.3 (newest wins across sources) and §2.9 (two-phase flush):
  * freeze → flush (generation file) → commit (manifest) → retire, held or failed at each step.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open } from 'sluice';
@@ -386,6 +386,41 @@ describe('seed (d): no read hole under a stream of freezes and flushes', () => {
     expect(sawFrozen + shardSum(db, 'generations')).toBeGreaterThan(0);
     await db.flush();
     expect(new Set((await db.scan({ columns: ['id'] }).toArray()).map((r) => r.id)).size).toBe(acked);
+    await db.close();
+  });
+
+  it('the WAL and the manifest directory stay bounded while memtables keep flushing', async () => {
+    const dir = await tempDir('bounded-log');
+    let db = await openTable(dir, { shards: 1, memtableBytes: 32 << 10 });
+    const model = new Model();
+    let walWritten = 0;
+    for (let round = 0; round < 60; round++) {
+      const rows = Array.from({ length: 100 }, (_, i) => row(round * 100 + i, round));
+      await db.put(rows);
+      model.put(rows);
+      // Names only: a segment may be deleted between a listing and a stat.
+      walWritten = Math.max(walWritten, (await readdir(path.join(shardDir(dir, 0), 'wal'))).length);
+    }
+    await db.flush();
+    const gens = shardSum(db, 'generations');
+    expect(gens).toBeGreaterThan(10);
+    // A new segment per memtable, deleted once its memtable is committed.
+    const wal = await shardFiles(dir, 0, 'wal');
+    expect(wal.length).toBeLessThanOrEqual(3);
+    expect(walWritten).toBeLessThan(gens);
+    const walBytes = wal.reduce((n, f) => n + f.size, 0);
+    expect(walBytes).toBeLessThan(3 * (32 << 10));
+    // Old manifest versions are pruned: a handful stay, the newest among them.
+    const manifests = await shardFiles(dir, 0, 'manifest');
+    expect(manifests.length).toBeLessThanOrEqual(4 + 8);
+    expect(manifests.at(-1)!.name).toBe(
+      `${String(lifecycles(db)[0]!.manifest.version).padStart(20, '0')}.json`,
+    );
+    await db.close();
+    db = await open(dir, { onWarning: () => undefined });
+    expect(db.stats().recovery.records).toBeLessThan(100);
+    const got = await db.getMany([...model.rows.keys()]);
+    expect(got.map((r) => plainRow(r))).toEqual([...model.rows.values()].map((r) => expectedRow(r)));
     await db.close();
   });
 });

@@ -50,6 +50,10 @@ interface FrozenEntry {
 
 const SPARES = 2;
 const RETIRED_KEPT = 4;
+/** Manifest versions kept on disk: the newest, and a few before it for a damaged newest to fall back on. */
+const MANIFESTS_ON_DISK = 4;
+/** Old manifest versions are deleted once every this many commits. */
+const PRUNE_EVERY = 8;
 const MAX_BACKOFF_MS = 5_000;
 
 /**
@@ -394,6 +398,17 @@ export class ShardLifecycle {
     this.#retired.push(entry.memtable);
     if (this.#retired.length > RETIRED_KEPT) this.#retired.shift();
     this.client.send({ kind: 'committed', replayFromLsn: next.replayFromLsn });
+    if (next.version % PRUNE_EVERY === 0) {
+      // Readers get manifests from announcements, never from old files: only the newest few
+      // stay. Deleting is oldest first, so a crash midway leaves the newest in place.
+      this.#track(
+        this.#store
+          .prune(MANIFESTS_ON_DISK)
+          .catch((err: unknown) =>
+            this.#ctx.warn(`shard ${this.shard}: pruning old manifests failed: ${String(err)}`),
+          ),
+      );
+    }
     this.#ctx.memoryChanged();
     this.replenish();
     this.#retireWaiters = this.#retireWaiters.filter((w) => {

@@ -366,6 +366,19 @@ export class ShardEngine {
     });
     this.#active = new MemtableWriter(this.#spares.shift()!);
     this.#activeMaxSeq = 0;
+    this.#rotateWal();
+  }
+
+  /**
+   * Starts a new WAL segment with the new memtable. Once the frozen memtable commits, the
+   * manifest's cursor passes the old segment and 'committed' deletes it: the log on disk
+   * stays about as large as the unflushed memtables, and a reopen replays only that.
+   * Not during replay (no writer yet) nor while closing (close syncs the segment it has).
+   */
+  #rotateWal(): void {
+    const wal = this.#wal;
+    if (!wal || this.#state !== 'running') return;
+    wal.rotate().catch((err: unknown) => this.#fail(err));
   }
 
   /** Explicit freezes (db.flush()) happen between records. */
