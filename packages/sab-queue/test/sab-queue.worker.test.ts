@@ -10,7 +10,7 @@ const fixture = new URL('./fixtures/queue-worker.mjs', import.meta.url);
 /** Must match lengthFor() in the fixture: mostly up to 4 KiB, every 97th record at maxRecordBytes. */
 function lengthFor(seq: number, max: number): number {
   if (seq % 97 === 0) return max;
-  return ((seq * 2654435761) >>> 0) % 4096;
+  return ((seq * 2654435761) >>> 0) % Math.min(4096, max + 1);
 }
 
 interface WorkerReport {
@@ -103,6 +103,61 @@ describe('SabQueue across threads', () => {
       expect(report['waits']).toBeGreaterThan(0);
     } finally {
       await worker.terminate();
+    }
+  });
+
+  it('a producer thread that dies in the middle of a record exposes only whole records and wedges nothing', async () => {
+    // A small ring: the producer wraps around and waits for space while the consumer drains.
+    const queue = SabQueue.create(8 * 1024);
+    const count = 3_000;
+    const { worker, next } = startWorker({ role: 'hanging-producer', buffer: queue.buffer, count });
+    try {
+      let received = 0;
+      const mid = next();
+      while (received < count) {
+        if (!(await queue.waitForData(10_000))) throw new Error(`no record after ${received}`);
+        for (let view = queue.peek(); view !== null; view = queue.peek()) {
+          expect(view.length, `length of record #${received}`).toBe(
+            lengthFor(received, queue.maxRecordBytes),
+          );
+          expect(firstMismatch(view, received), `contents of record #${received}`).toBe(-1);
+          queue.release();
+          received++;
+        }
+      }
+      expect(await mid).toEqual({ kind: 'mid-record', sent: count });
+      await worker.terminate();
+      // The half-written record was never committed: nothing more is visible, now or later.
+      expect(queue.peek()).toBeNull();
+      expect(await queue.waitForData(30)).toBe(false);
+      expect(queue.peek()).toBeNull();
+      // The consumer side is intact: closing the dead producer's queue ends the wait at once.
+      queue.close();
+      expect(await queue.waitForData()).toBe(false);
+    } finally {
+      await worker.terminate();
+    }
+  });
+
+  it('wraps around under contention: a producer and a consumer thread on a 4 KiB ring', async () => {
+    const queue = SabQueue.create(4 * 1024);
+    const count = 30_000;
+    const consumer = startWorker({ role: 'consumer', buffer: queue.buffer });
+    const producer = startWorker({ role: 'producer', buffer: queue.buffer, count });
+    try {
+      expect(await consumer.next()).toEqual({ kind: 'waiting' });
+      const sent = await producer.next();
+      expect(sent).toMatchObject({ kind: 'done', sent: count });
+      expect(sent.waits as number).toBeGreaterThan(0);
+      expect(await consumer.next()).toEqual({
+        kind: 'done',
+        received: count,
+        wrong: 0,
+        misaligned: 0,
+        closed: true,
+      });
+    } finally {
+      await Promise.all([consumer.worker.terminate(), producer.worker.terminate()]);
     }
   });
 });

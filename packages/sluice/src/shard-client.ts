@@ -183,6 +183,14 @@ export class ShardClient {
     const w = this.#worker;
     this.#worker = undefined;
     this.#incarnation++;
+    // Nothing answers requests from here on: they fail now rather than wait for a thread
+    // that is gone (a later start() makes the shard 'starting' again).
+    if (this.#state === 'running' || this.#state === 'starting') this.#state = 'failed';
+    this.#failRequests(
+      new SluiceError(ErrorCode.SHARD_CRASHED, `shard ${this.shard} was stopped`, {
+        details: { shard: this.shard },
+      }),
+    );
     await w?.terminate();
   }
 }
