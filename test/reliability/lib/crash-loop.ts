@@ -303,7 +303,8 @@ export async function runCrashLoop(opts: CrashLoopOptions): Promise<CrashLoopTot
       totals.violations.push(
         `cycle ${cycle} (${power ? 'power-loss' : 'kill-9'}, seed ${opts.seed}): ${bad.slice(0, 10).join('; ')}` +
           ` [${story.join('; ')}]` +
-          (warnings.length ? ` [reopen warnings: ${warnings.slice(0, 3).join(' | ')}]` : ''),
+          (warnings.length ? ` [reopen warnings: ${warnings.slice(0, 3).join(' | ')}]` : '') +
+          (evidence ? ` [evidence: ${evidence}]` : ''),
       );
       if (stopOnViolation) break;
     }

@@ -1,4 +1,6 @@
 /** `pnpm test:crash --cycles N [--seed S]`: the kill -9 / power-loss loop, for long. */
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { runCrashLoop } from '../lib/crash-loop.js';
 import { defaultSeed, longArgs, writeResult } from '../lib/report.js';
@@ -15,6 +17,8 @@ it('crash loop', async () => {
     seed,
     powerLossRatio: 0.5,
     stopOnViolation: false,
+    // A violating cycle leaves its table and power-loss journal here for a post-mortem.
+    evidenceDir: path.join(os.tmpdir(), 'sluice-crash-evidence'),
     log: (l) => console.log(l),
   });
   await writeResult({
