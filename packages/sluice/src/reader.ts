@@ -325,6 +325,7 @@ async function* shardSelections(
   seq: number,
   filter: CompiledFilter | undefined,
   budget: { left: number },
+  pacer: Pacer,
 ): AsyncGenerator<Selection> {
   const schema = ctx.schema;
   const sources: Source[] = [];
@@ -361,6 +362,7 @@ async function* shardSelections(
     const insert = si < lastOriginStart;
     const op = view.op;
     for (let i = 0; i < n && budget.left > 0; i++) {
+      if ((i & 8191) === 8191) await pacer.pace();
       const r = src.rows ? src.rows[i]! : i;
       if (seen) {
         const h = src.hashes ? src.hashes[r]! : seen.hashOf(id, r);
@@ -381,7 +383,39 @@ async function* shardSelections(
       const memtable = src.memtable;
       whole = (columns) => memtableWhole(memtable, k, columns);
     }
-    yield { view, rows: out.subarray(0, k), ...(whole ? { whole } : {}) };
+    if (whole) {
+      yield { view, rows: out.subarray(0, k), whole };
+      await pacer.pace();
+      continue;
+    }
+    // Gathered output goes in batches of at most SCAN_BATCH_ROWS: each gather is one
+    // synchronous copy, so this bounds both the time between event-loop turns and memory.
+    for (let a = 0; a < k; a += SCAN_BATCH_ROWS) {
+      yield { view, rows: out.subarray(a, Math.min(k, a + SCAN_BATCH_ROWS)) };
+      await pacer.pace();
+    }
+  }
+}
+
+/** Rows per gathered output batch of a scan. */
+const SCAN_BATCH_ROWS = 65_536;
+
+/** How long a scan may hold the event loop before it lets other work (acks, commits, puts) run. */
+const SCAN_SLICE_MS = 4;
+
+/**
+ * Lets the event loop run when the scan has held it for SCAN_SLICE_MS. A scan is a chain of
+ * microtasks (an async generator feeding for-await), which never yields to timers, worker
+ * messages or I/O on its own: on the thread that also runs the broker and producers, one big
+ * scan would stall freezes, commits and acknowledgements for its whole length.
+ */
+class Pacer {
+  #since = performance.now();
+
+  async pace(): Promise<void> {
+    if (performance.now() - this.#since < SCAN_SLICE_MS) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.#since = performance.now();
   }
 }
 
@@ -442,11 +476,12 @@ export class ScanResult implements AsyncIterable<RecordBatch> {
     }
     this.#consumed = true;
     const budget = { left: this.#limit };
+    const pacer = new Pacer();
     try {
       for (const snap of this.#snap.shards) {
         if (!snap) continue;
         if (budget.left <= 0) return;
-        yield* shardSelections(this.#ctx, snap, this.#snap.seq, this.#filter, budget);
+        yield* shardSelections(this.#ctx, snap, this.#snap.seq, this.#filter, budget, pacer);
       }
     } finally {
       // Batches yielded before this point were gathered into their own buffers, or wrap
