@@ -3,7 +3,7 @@
  * Nothing else lives here (the engine is in @sluice/core, free of worker_threads).
  */
 import { parentPort } from 'node:worker_threads';
-import { LocalStorage, ShardEngine, storageWithFaults } from '@sluice/core';
+import { LocalStorage, ShardEngine, storageWithFaults } from '@sluice/core/shard';
 import type { ShardEvent, ShardRequest } from '@sluice/protocol';
 
 const port = parentPort;

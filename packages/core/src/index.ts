@@ -1,4 +1,5 @@
 export * from './schema.js';
+export * from './schema-arrow.js';
 export * from './hash.js';
 export * from './columnar.js';
 export * from './batch-format.js';

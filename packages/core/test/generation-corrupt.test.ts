@@ -12,7 +12,7 @@ import type { GenerationEntry } from '../src/manifest/manifest.js';
 import { Memtable, MemtableWriter } from '../src/memtable/memtable.js';
 import { RowEncoder } from '../src/row-encoder.js';
 import type { TableSchema } from '../src/schema.js';
-import { schemaFromUser } from '../src/schema.js';
+import { schemaFromUser } from '../src/schema-arrow.js';
 import { LocalStorage } from '../src/storage/local-storage.js';
 import { generationFileName } from '../src/generation/generation-file.js';
 import { GenerationReader } from '../src/generation/generation-reader.js';

@@ -13,7 +13,7 @@ import { OP_DELETE, OP_PUT, rowObjectAt } from '../src/columnar.js';
 import { Memtable, MemtableWriter } from '../src/memtable/memtable.js';
 import { RowEncoder } from '../src/row-encoder.js';
 import type { TableSchema } from '../src/schema.js';
-import { schemaFromUser } from '../src/schema.js';
+import { schemaFromUser } from '../src/schema-arrow.js';
 import { LocalStorage } from '../src/storage/local-storage.js';
 import type { Storage } from '../src/storage/storage.js';
 import { gatherToArrow, viewOfRecordBatch } from '../src/generation/gather.js';

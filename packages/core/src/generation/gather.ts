@@ -21,7 +21,7 @@ import { ErrorCode, SluiceError } from '@sluice/protocol';
 import type { ColumnBuffers, ColumnarView } from '../columnar.js';
 import { OP_DELETE, OP_PUT } from '../columnar.js';
 import type { ColumnSpec, TableSchema } from '../schema.js';
-import { arrowSchemaOf } from '../schema.js';
+import { arrowSchemaOf } from '../schema-arrow.js';
 
 /** Name of the per-row operation column (Uint8: OP_PUT or OP_DELETE) in generation files. */
 export const OP_COLUMN = '__op';

@@ -3,7 +3,7 @@ import type { Data, FixedSizeList, Float32 } from 'apache-arrow';
 import { ErrorCode, SluiceError } from '@sluice/protocol';
 import { OP_COLUMN, SEQ_COLUMN } from '../generation/gather.js';
 import type { ColumnSpec, TableSchema } from '../schema.js';
-import { arrowSchemaOf } from '../schema.js';
+import { arrowSchemaOf } from '../schema-arrow.js';
 import { Memtable } from './memtable.js';
 
 /**
