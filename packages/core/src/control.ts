@@ -120,3 +120,43 @@ export function retireFrozen(cb: Int32Array, gen: number, manifestVersion: numbe
 export function setManifestVersion(cb: Int32Array, manifestVersion: number): void {
   writeControl(cb, (c) => Atomics.store(c, CB_MANIFEST_VERSION, manifestVersion));
 }
+
+/**
+ * Broker side, and only while the shard's thread is gone (terminated or exited, and not yet
+ * restarted): a thread killed inside writeControl leaves CB_LOCK taken and CB_SEQ odd, and
+ * every reader would spin on it forever. The dead thread was the only other writer and the
+ * broker is not inside a write when it calls this, so the lock is released and the sequence
+ * made even. The state the thread was writing may be half stored: the frozen list only grows
+ * by entries whose count was stored (entries past the count are ignored), and the new
+ * incarnation publishes its own active memtable; pruneFrozen then drops anything unknown.
+ */
+export function releaseDeadWriter(cb: Int32Array): void {
+  if ((Atomics.load(cb, CB_SEQ) & 1) === 1) Atomics.add(cb, CB_SEQ, 1);
+  if (Atomics.exchange(cb, CB_LOCK, 0) !== 0) Atomics.notify(cb, CB_LOCK);
+}
+
+/**
+ * Broker side: keeps in the frozen list only the generations in `keep` (order unchanged), in
+ * one write. After a shard restart it removes memtables the dead thread published but never
+ * reported, once the new incarnation's replay has published their rows again.
+ */
+export function pruneFrozen(cb: Int32Array, keep: ReadonlySet<number>): number[] {
+  const dropped: number[] = [];
+  writeControl(cb, (c) => {
+    const n = Atomics.load(c, CB_FROZEN_COUNT);
+    let w = 0;
+    for (let i = 0; i < n; i++) {
+      const gen = Atomics.load(c, CB_FROZEN_BASE + 2 * i);
+      const rows = Atomics.load(c, CB_FROZEN_BASE + 2 * i + 1);
+      if (!keep.has(gen)) {
+        dropped.push(gen);
+        continue;
+      }
+      Atomics.store(c, CB_FROZEN_BASE + 2 * w, gen);
+      Atomics.store(c, CB_FROZEN_BASE + 2 * w + 1, rows);
+      w++;
+    }
+    Atomics.store(c, CB_FROZEN_COUNT, w);
+  });
+  return dropped;
+}

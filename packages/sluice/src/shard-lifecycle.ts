@@ -4,6 +4,8 @@ import {
   Memtable,
   memtableLayout,
   planMemtable,
+  pruneFrozen,
+  releaseDeadWriter,
   retireFrozen,
   schemaToJson,
   setManifestVersion,
@@ -196,6 +198,8 @@ export class ShardLifecycle {
 
   /** Starts (or restarts) the shard thread; resolves with its replay report. */
   async startShard(): Promise<{ maxSeq: number; rows: number; records: number }> {
+    // The previous thread (if any) is gone: release a control-block write it died inside.
+    releaseDeadWriter(this.client.control);
     const before = new Set(this.memtables.keys());
     const frozenGens = new Set(this.#frozen.map((f) => f.memtable.generation));
     const active = this.allocate();
@@ -227,8 +231,18 @@ export class ShardLifecycle {
       spares,
       this.#ctx.queues(),
     );
-    // The new thread published its own active memtable before 'ready': the previous
-    // incarnation's active and spare memtables are unreachable now (frozen ones stay).
+    // The new thread published its own active memtable and its replay before 'ready'. A
+    // memtable the previous thread published as frozen but died before reporting is unknown
+    // here (never flushed, never retired): the replay holds its rows again, so it leaves the
+    // control block now, in the same synchronous step as the registry forgets it.
+    const known = new Set(this.#frozen.map((f) => f.memtable.generation));
+    const orphans = pruneFrozen(this.client.control, known);
+    if (orphans.length > 0) {
+      this.#ctx.warn(
+        `shard ${this.shard}: dropped frozen memtable(s) ${orphans.join(', ')} of the dead thread (replayed)`,
+      );
+    }
+    // The previous incarnation's active and spare memtables are unreachable now (frozen ones stay).
     for (const gen of before) if (!frozenGens.has(gen)) this.memtables.delete(gen);
     return report;
   }
