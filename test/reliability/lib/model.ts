@@ -451,6 +451,15 @@ class Reopen extends Cmd {
   }
 }
 
+/** Each key's model row before or after a racing put (undefined: absent). */
+type State = Map<number, ModelRow | undefined>;
+
+/** Whether `g`, read for key `k`, is what `state` says the table holds. */
+function holdsAsOf(run: number, k: number, g: Record<string, unknown> | undefined, state: State): boolean {
+  const w = state.get(k);
+  return w === undefined ? g === undefined : g !== undefined && same(g, expectRow(run, w));
+}
+
 /** Readers started while a put is in flight see, per snapshot, all of it or none of it. */
 class ConcurrentReaders extends Cmd {
   constructor(readonly rows: ModelRow[]) {
@@ -466,14 +475,8 @@ class ConcurrentReaders extends Cmd {
     const many = r.t.db.getMany(keys.map((k) => id(r.run, k)));
     const scan = r.t.db.scan({ filter: { column: 'run', op: '=', value: r.run } }).toArray();
     await pending;
-    const asOf = (
-      k: number,
-      g: Record<string, unknown> | undefined,
-      state: Map<number, ModelRow | undefined>,
-    ): boolean => {
-      const w = state.get(k);
-      return w === undefined ? g === undefined : g !== undefined && same(g, expectRow(r.run, w));
-    };
+    const asOf = (k: number, g: Record<string, unknown> | undefined, state: State): boolean =>
+      holdsAsOf(r.run, k, g, state);
     const got = await many;
     const allBefore = keys.every((k, i) => asOf(k, got[i], before));
     const allAfter = keys.every((k, i) => asOf(k, got[i], after));
@@ -513,16 +516,10 @@ class ThreadReaders extends Cmd {
     const pending = r.t.db.put(this.rows.map((x) => toDb(r.run, x)));
     const racing = r.t.readInThread(ids, r.run);
     await pending;
-    const check = (reply: ReaderReply, states: Map<number, ModelRow | undefined>[], what: string): void => {
+    const check = (reply: ReaderReply, states: State[], what: string): void => {
       if (!reply.ok) fail(`${what}: reader thread failed`, reply.error, undefined);
-      const asOf = (
-        k: number,
-        g: Record<string, unknown> | undefined,
-        state: Map<number, ModelRow | undefined>,
-      ) => {
-        const w = state.get(k);
-        return w === undefined ? g === undefined : g !== undefined && same(g, expectRow(r.run, w));
-      };
+      const asOf = (k: number, g: Record<string, unknown> | undefined, state: State): boolean =>
+        holdsAsOf(r.run, k, g, state);
       const many = reply.many!;
       if (!states.some((st) => keys.every((k, i) => asOf(k, many[i] ?? undefined, st)))) {
         fail(
