@@ -133,18 +133,25 @@ async function ingest(db, dataset, { producers = 1, arrowBatches, onAck, backgro
   const bgResult = await bg?.stop();
   const lats = lat.subarray(0, done).sort();
   return {
-    rows: rowsDone,
-    batches: done,
+    ...ingestFigures({ rows: rowsDone, bytes: bytesDone, batches: done, partial, ms, lats, peak }),
+    background: bgResult,
+  };
+}
+
+/** The figures every ingest trial reports; `lats` are the sorted ack latencies (ms). */
+function ingestFigures({ rows, bytes, batches, partial, ms, lats, peak }) {
+  return {
+    rows,
+    batches,
     partial,
     seconds: ms / 1000,
-    rowsPerSec: rowsDone / (ms / 1000),
-    mbPerSec: bytesDone / MB / (ms / 1000),
-    inputMB: bytesDone / MB,
+    rowsPerSec: rows / (ms / 1000),
+    mbPerSec: bytes / MB / (ms / 1000),
+    inputMB: bytes / MB,
     ackP50Ms: percentile(lats, 0.5),
     ackP99Ms: percentile(lats, 0.99),
     ackMaxMs: lats[lats.length - 1],
     sampledPeakRss: peak,
-    background: bgResult,
   };
 }
 
@@ -217,17 +224,7 @@ async function threadedIngest(db, dataset, arrow, batchMaxId) {
     }
     lats.sort();
     return {
-      rows: rowsDone,
-      batches,
-      partial: batches < n,
-      seconds: ms / 1000,
-      rowsPerSec: rowsDone / (ms / 1000),
-      mbPerSec: bytesDone / MB / (ms / 1000),
-      inputMB: bytesDone / MB,
-      ackP50Ms: percentile(lats, 0.5),
-      ackP99Ms: percentile(lats, 0.99),
-      ackMaxMs: lats[lats.length - 1],
-      sampledPeakRss: peak,
+      ...ingestFigures({ rows: rowsDone, bytes: bytesDone, batches, partial: batches < n, ms, lats, peak }),
       ackedMaxId: firstMissing > 0 ? batchMaxId[firstMissing - 1] : 0,
     };
   } finally {
