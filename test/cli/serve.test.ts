@@ -106,6 +106,13 @@ function arrowRows(from: number, n: number): Uint8Array {
   );
 }
 
+/** The value of one Prometheus sample line `name{labels} value`. */
+function sample(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
+  if (line === undefined) throw new Error(`no sample ${name}{${labels}} in the scrape`);
+  return Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
 describe('sluice serve: ingest and read back over loopback', () => {
   let server: Server;
 
@@ -182,7 +189,6 @@ describe('sluice serve: ingest and read back over loopback', () => {
 
   it('serves Prometheus metrics', async () => {
     expect((await post(`${server.url}/v1/flush`, 'application/json', '{}')).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 400)); // the flush-duration sampler runs every 250 ms
     const res = await fetch(`${server.url}/metrics`);
     expect(res.headers.get('content-type')).toContain('text/plain');
     const text = await res.text();
@@ -202,9 +208,26 @@ describe('sluice serve: ingest and read back over loopback', () => {
       ]) {
         expect(text).toMatch(new RegExp(`^${name}\\{shard="${shard}"\\} [0-9.e+-]+$`, 'm'));
       }
-      expect(text).toMatch(
-        new RegExp(`^sluice_flush_duration_seconds_count\\{shard="${shard}"\\} [1-9]`, 'm'),
-      );
+      // The engine-kept histograms: cumulative buckets ending in +Inf = _count, one sample per
+      // WAL fsync and per flush.
+      const syncs = sample(text, 'sluice_shard_wal_syncs_total', `shard="${shard}"`);
+      expect(syncs).toBeGreaterThan(0);
+      for (const [name, count] of [
+        ['sluice_wal_sync_duration_seconds', syncs],
+        ['sluice_flush_duration_seconds', sample(text, 'sluice_shard_flushes_total', `shard="${shard}"`)],
+      ] as const) {
+        expect(count).toBeGreaterThan(0);
+        const buckets = [
+          ...text.matchAll(new RegExp(`^${name}_bucket\\{shard="${shard}",le="([^"]+)"\\} (\\d+)$`, 'gm')),
+        ];
+        expect(buckets.length).toBeGreaterThan(5);
+        const counts = buckets.map((m) => Number(m[2]));
+        expect(counts).toEqual([...counts].sort((a, b) => a - b));
+        expect(buckets.at(-1)![1]).toBe('+Inf');
+        expect(counts.at(-1)).toBe(count);
+        expect(sample(text, `${name}_count`, `shard="${shard}"`)).toBe(count);
+        expect(sample(text, `${name}_sum`, `shard="${shard}"`)).toBeGreaterThan(0);
+      }
     }
     expect(text).toMatch(/^sluice_shard_state\{shard="0",state="running"\} 1$/m);
     expect(await (await fetch(`${server.url}/healthz`)).json()).toEqual({ status: 'ok', shards: 2 });

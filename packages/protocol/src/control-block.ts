@@ -25,15 +25,28 @@ export const CB_ERROR = 8;
 export const CB_STALLS = 9;
 /** WAL bytes of live segments, in KiB (an Int32 slot holds up to 2 TiB this way); the shard writes it. */
 export const CB_WAL_KIB = 10;
-/** Count of WAL fsyncs; the shard writes it. */
+/** Count of WAL fsyncs; the shard writes it (a restarted shard thread goes on from the count it finds). */
 export const CB_SYNCS = 11;
 /** Total time spent in WAL fsyncs, in microseconds, as two 32-bit halves (lo, hi); the shard writes them. */
 export const CB_SYNC_US_LO = 12;
 export const CB_SYNC_US_HI = 13;
+/** Frozen entry i: gen at CB_FROZEN_BASE + 2i, row count at CB_FROZEN_BASE + 2i + 1 (oldest first). */
 export const CB_FROZEN_BASE = 16;
 export const CB_MAX_FROZEN = 32;
-/** Frozen entry i: gen at CB_FROZEN_BASE + 2i, row count at CB_FROZEN_BASE + 2i + 1 (oldest first). */
-export const CB_WORDS = CB_FROZEN_BASE + 2 * CB_MAX_FROZEN;
+/**
+ * Upper bounds, in microseconds, of the WAL fsync latency histogram; one more bucket counts the
+ * syncs slower than the last bound.
+ */
+export const SYNC_LATENCY_BOUNDS_US: readonly number[] = [
+  50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+/**
+ * WAL fsync latency histogram: bucket b (per SYNC_LATENCY_BOUNDS_US, then the overflow bucket)
+ * at CB_SYNC_HIST + b. Only the shard thread adds to it; the words outlive a shard restart, so
+ * they count every sync the shard's threads ever made.
+ */
+export const CB_SYNC_HIST = CB_FROZEN_BASE + 2 * CB_MAX_FROZEN;
+export const CB_WORDS = CB_SYNC_HIST + SYNC_LATENCY_BOUNDS_US.length + 1;
 
 export const ShardState = {
   STARTING: 0,

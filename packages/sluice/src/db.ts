@@ -25,6 +25,8 @@ import {
 } from '@sluice/core';
 import type { Manifest, Storage, TableSchema } from '@sluice/core';
 import { Broker } from './broker.js';
+import { walSyncLatency } from './latency.js';
+import type { LatencyView } from './latency.js';
 import { resolveOptions, resolveShards } from './options.js';
 import type { OpenOptions } from './options.js';
 import type { TableDescriptor } from './descriptor.js';
@@ -43,8 +45,12 @@ export interface ShardStatsView {
   readonly walSyncs: number;
   /** Total seconds spent in WAL fsyncs (with walSyncs: the mean group-commit latency). */
   readonly walSyncSeconds: number;
+  /** WAL fsync latency: per-bucket counts (the shard's threads since the table was opened). */
+  readonly walSyncLatency: LatencyView;
   /** Total seconds spent writing generation files. */
   readonly flushSeconds: number;
+  /** Flush duration (generation file written) of every successful flush since open. */
+  readonly flushLatency: LatencyView;
   readonly stalls: number;
   readonly flushes: number;
   readonly flushFailures: number;
@@ -143,7 +149,9 @@ export class Db extends TableOps {
           walBytes: Atomics.load(cb, CB_WAL_KIB) * 1024,
           walSyncs: Atomics.load(cb, CB_SYNCS),
           walSyncSeconds: (Atomics.load(cb, CB_SYNC_US_HI) * 2 ** 31 + Atomics.load(cb, CB_SYNC_US_LO)) / 1e6,
+          walSyncLatency: walSyncLatency(cb),
           flushSeconds: lc.flushMsTotal / 1000,
+          flushLatency: lc.flushLatency.view(),
           stalls: Atomics.load(cb, CB_STALLS),
           flushes: lc.flushes,
           flushFailures: lc.flushFailures,

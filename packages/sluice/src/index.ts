@@ -1,5 +1,6 @@
 export { open, Db, kInternals } from './db.js';
 export type { DbStats, ShardStatsView } from './db.js';
+export type { LatencyView } from './latency.js';
 export { attach, AttachedTable } from './attach.js';
 export type { TableDescriptor } from './descriptor.js';
 export type { OpenOptions } from './options.js';

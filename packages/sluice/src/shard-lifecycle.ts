@@ -12,6 +12,7 @@ import {
 } from '@sluice/core';
 import type { GenerationWritten, Manifest, ManifestStore, TableSchema } from '@sluice/core';
 import type { FlushResult } from '@sluice/workers/flush';
+import { FLUSH_LATENCY_BOUNDS_S, LatencyHistogram } from './latency.js';
 import type { ShardClient } from './shard-client.js';
 import type { ResolvedOptions } from './options.js';
 
@@ -110,6 +111,8 @@ export class ShardLifecycle {
   commitFailures = 0;
   lastFlushMs = 0;
   flushMsTotal = 0;
+  /** Every successful flush's duration (file written, before the commit). */
+  readonly flushLatency = new LatencyHistogram(FLUSH_LATENCY_BOUNDS_S);
 
   constructor(
     shard: number,
@@ -325,6 +328,7 @@ export class ShardLifecycle {
       this.flushes++;
       this.lastFlushMs = performance.now() - started;
       this.flushMsTotal += this.lastFlushMs;
+      this.flushLatency.record(this.lastFlushMs / 1000);
       entry.written = result.entry;
       entry.state = 'written';
       this.#commitReady();

@@ -5,7 +5,6 @@ import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { arrowSchemaOf } from '@sluice/core';
 import { ErrorCode, SluiceError } from '@sluice/protocol';
-import { kInternals } from 'sluice';
 import type { Db } from 'sluice';
 import { CliCode, CliError, codeOf } from '../cli-error.js';
 import { adaptFilter } from '../filter-arg.js';
@@ -19,7 +18,6 @@ import { RowCoercer } from '../value-coercion.js';
 import { errorBody, httpStatusOf, retryAfterOf } from './http-errors.js';
 import { LimitedBody, discardRest, tooLarge } from './request-body.js';
 import { ServiceMetrics } from './service-metrics.js';
-import type { FlushClock } from './service-metrics.js';
 
 export const NDJSON_TYPES = [
   'application/x-ndjson',
@@ -148,7 +146,6 @@ export class HttpService {
       res.writeContinue();
       this.app.server.emit('request', req, res);
     });
-    this.metrics.startFlushSampler(flushClockOf(db));
   }
 
   /** Listens on host:port (port 0 picks a free one); resolves with the base URL. */
@@ -175,7 +172,6 @@ export class HttpService {
     } finally {
       clearTimeout(force);
       clearInterval(sweep);
-      this.metrics.stop();
     }
     await this.#db.close();
   }
@@ -331,24 +327,4 @@ function normalize(err: unknown): unknown {
 
 function mediaType(header: string | undefined): string {
   return (header ?? '').split(';')[0]!.trim().toLowerCase();
-}
-
-/**
- * Flush durations come from the broker's shard lifecycles (an internal of this repository:
- * the public stats() counts flushes but does not time them). Missing fields read as unavailable.
- */
-function flushClockOf(db: Db): FlushClock {
-  return {
-    sample() {
-      const broker = (db as unknown as Record<symbol, { broker?: { lifecycles?: unknown[] } } | undefined>)[
-        kInternals
-      ]?.broker;
-      return (broker?.lifecycles ?? []).map((lc) => {
-        const { flushes, lastFlushMs } = (lc ?? {}) as { flushes?: unknown; lastFlushMs?: unknown };
-        return typeof flushes === 'number' && typeof lastFlushMs === 'number'
-          ? { flushes, lastFlushMs }
-          : undefined;
-      });
-    },
-  };
 }

@@ -1,11 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { DbStats } from 'sluice';
-
-/** Flush timing read from the broker; the public stats() has flush counts but no durations. */
-export interface FlushClock {
-  /** Per shard: flushes so far and the duration of the latest, or undefined when unavailable. */
-  sample(): readonly ({ readonly flushes: number; readonly lastFlushMs: number } | undefined)[];
-}
+import type { Metric, MetricType, MetricValueWithName } from 'prom-client';
+import type { DbStats, LatencyView } from 'sluice';
 
 /**
  * The service's Prometheus metrics (prom-client, text format at GET /metrics). Engine state
@@ -18,15 +13,14 @@ export class ServiceMetrics {
   readonly rowsDeleted: Counter;
   readonly putSeconds: Histogram<'op'>;
   readonly requests: Counter<'route' | 'method' | 'status'>;
-  readonly flushSeconds: Histogram<'shard'>;
   readonly #shardGauges: Record<string, Gauge<'shard'>>;
   readonly #shardCounters: Record<string, Counter<'shard'>>;
   readonly #state: Gauge<'shard' | 'state'>;
   readonly #unflushed: Gauge;
   readonly #putStalls: Counter;
   readonly #last = new Map<string, number>();
-  readonly #flushSeen: number[] = [];
-  #sampler: NodeJS.Timeout | undefined;
+  /** The stats of the latest refresh: the engine-kept histograms render from them. */
+  #stats: DbStats | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -55,13 +49,21 @@ export class ServiceMetrics {
       labelNames: ['route', 'method', 'status'],
       registers,
     });
-    this.flushSeconds = new Histogram({
-      name: 'sluice_flush_duration_seconds',
-      help: 'Duration of memtable flushes (generation file written), per shard; sampled every 250 ms from the shard lifecycle',
-      labelNames: ['shard'],
-      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-      registers,
-    });
+    const shardHistogram = (
+      name: string,
+      help: string,
+      pick: (s: DbStats['shards'][number]) => LatencyView,
+    ): void => this.registry.registerMetric(engineHistogram(name, help, () => this.#stats, pick));
+    shardHistogram(
+      'sluice_wal_sync_duration_seconds',
+      'WAL fsync (group commit) latency, per shard, as timed by the shard thread',
+      (s) => s.walSyncLatency,
+    );
+    shardHistogram(
+      'sluice_flush_duration_seconds',
+      'Time to write a frozen memtable to its generation file, per shard (every flush, timed by the broker)',
+      (s) => s.flushLatency,
+    );
     const gauge = (name: string, help: string): Gauge<'shard'> =>
       new Gauge({ name, help, labelNames: ['shard'], registers });
     const counter = (name: string, help: string): Counter<'shard'> =>
@@ -107,6 +109,7 @@ export class ServiceMetrics {
 
   /** Copies engine state into the metrics; call right before rendering them. */
   refresh(stats: DbStats): void {
+    this.#stats = stats;
     for (const s of stats.shards) {
       const shard = String(s.shard);
       const g = this.#shardGauges;
@@ -147,22 +150,44 @@ export class ServiceMetrics {
     // A restarted shard thread starts its counts again: count from zero then.
     return value >= before ? value - before : value;
   }
+}
 
-  /** Starts sampling flush durations (see FlushClock); the timer never keeps the process alive. */
-  startFlushSampler(clock: FlushClock, everyMs = 250): void {
-    this.#sampler = setInterval(() => {
-      clock.sample().forEach((s, shard) => {
-        if (s === undefined) return;
-        const seen = this.#flushSeen[shard] ?? 0;
-        if (s.flushes > seen) this.flushSeconds.observe({ shard: String(shard) }, s.lastFlushMs / 1000);
-        this.#flushSeen[shard] = s.flushes;
+/**
+ * A histogram the engine keeps (bucket counts in shared memory or in the broker), exported
+ * as is: prom-client's Histogram only takes single observations, so this collector hands the
+ * registry the cumulative bucket, sum and count lines itself.
+ */
+// prom-client declares MetricType as a TypeScript enum but does not export it at run time.
+const HISTOGRAM = 'histogram' as unknown as MetricType;
+
+function engineHistogram(
+  name: string,
+  help: string,
+  stats: () => DbStats | undefined,
+  pick: (s: DbStats['shards'][number]) => LatencyView,
+): Metric {
+  const get = (): { name: string; help: string; type: MetricType; values: MetricValueWithName<string>[] } => {
+    const values: MetricValueWithName<string>[] = [];
+    for (const s of stats()?.shards ?? []) {
+      const shard = String(s.shard);
+      const h = pick(s);
+      let cumulative = 0;
+      h.counts.forEach((n, b) => {
+        cumulative += n;
+        const le = b < h.boundsSeconds.length ? String(h.boundsSeconds[b]) : '+Inf';
+        values.push({ metricName: `${name}_bucket`, labels: { shard, le }, value: cumulative });
       });
-    }, everyMs);
-    this.#sampler.unref();
-  }
-
-  stop(): void {
-    if (this.#sampler !== undefined) clearInterval(this.#sampler);
-    this.#sampler = undefined;
-  }
+      values.push({ metricName: `${name}_sum`, labels: { shard }, value: h.sumSeconds });
+      values.push({ metricName: `${name}_count`, labels: { shard }, value: cumulative });
+    }
+    return { name, help, type: HISTOGRAM, values };
+  };
+  return {
+    name,
+    help,
+    type: HISTOGRAM,
+    aggregator: 'sum',
+    get,
+    reset: () => undefined,
+  } as unknown as Metric;
 }

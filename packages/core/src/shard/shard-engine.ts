@@ -7,6 +7,8 @@ import {
   CB_STALLS,
   CB_STATE,
   CB_SYNCS,
+  CB_SYNC_HIST,
+  SYNC_LATENCY_BOUNDS_US,
   CB_SYNC_US_HI,
   CB_SYNC_US_LO,
   CB_WAL_KIB,
@@ -128,6 +130,10 @@ export class ShardEngine {
     this.#storage = storage;
     this.#prefix = shardPrefix(init.shard);
     this.#cb = new Int32Array(init.control);
+    // A restarted shard thread continues the counts of the thread before it (metrics stay monotonic).
+    this.#syncs = Atomics.load(this.#cb, CB_SYNCS);
+    this.#syncMicros =
+      Atomics.load(this.#cb, CB_SYNC_US_HI) * 2 ** 31 + Atomics.load(this.#cb, CB_SYNC_US_LO);
     this.#manifests = new ManifestStore(storage, this.#prefix);
     this.#active = new MemtableWriter(this.#memtable(init.active));
     for (const s of init.spares) this.#spares.push(this.#memtable(s));
@@ -475,8 +481,13 @@ export class ShardEngine {
     if (durable) {
       const t0 = performance.now();
       await wal.sync();
-      this.#syncMicros += Math.round((performance.now() - t0) * 1000);
+      const micros = Math.round((performance.now() - t0) * 1000);
+      this.#syncMicros += micros;
       this.#syncs++;
+      let bucket = 0;
+      while (bucket < SYNC_LATENCY_BOUNDS_US.length && micros > SYNC_LATENCY_BOUNDS_US[bucket]!) bucket++;
+      // Only this thread adds; Atomics makes the count visible to the broker's stats() reads.
+      Atomics.add(this.#cb, CB_SYNC_HIST + bucket, 1);
       // Metrics only: a reader may see the halves of two different totals, once in a while.
       Atomics.store(this.#cb, CB_SYNC_US_LO, this.#syncMicros % 2 ** 31);
       Atomics.store(this.#cb, CB_SYNC_US_HI, Math.floor(this.#syncMicros / 2 ** 31));
