@@ -12,7 +12,8 @@
  * Records. Each record is an 8-byte header `[length, seq]` followed by the payload, padded to 8
  * bytes, and is never split across the end of the data region. When a record does not fit in the
  * rest of the current lap, the producer writes a wrap marker (length = WRAP_MARKER) there and puts
- * the record at offset 0; the consumer skips the marker. The header region and every record
+ * the record at offset 0; the consumer skips the marker. It does the same, early, when the queue is
+ * empty and the write offset is past WARM_BYTES, so a queue kept drained reuses warm pages. The header region and every record
  * offset are multiples of 8, so every payload starts 8-byte aligned within the SharedArrayBuffer.
  *
  * Ordering. Only the producer writes WRITE_INDEX and only the consumer writes READ_INDEX. The
@@ -56,6 +57,8 @@ import {
 import { waitForChange } from './wait.js';
 
 const NONE = -1;
+/** The producer wraps early once a drained queue's writes pass this offset (see #bytesNeeded). */
+export const WARM_BYTES = 4 << 20;
 
 /**
  * A byte-record queue between exactly one producer thread and one consumer thread.
@@ -447,8 +450,22 @@ export class SabQueue {
    */
   #bytesNeeded(length: number): number {
     const size = RECORD_HEADER_BYTES + alignRecord(length);
-    const tail = this.capacity - (this.#write < this.capacity ? this.#write : this.#write - this.capacity);
-    return size <= tail ? size : tail + size;
+    const offset = this.#write < this.capacity ? this.#write : this.#write - this.capacity;
+    const tail = this.capacity - offset;
+    if (size > tail) return tail + size;
+    // Early wrap: past the warm zone, an empty queue starts over at offset 0, so a consumer that
+    // keeps up cycles through the same few megabytes instead of faulting in the whole ring (a
+    // first touch of shared memory costs more than the copy into it). Empty means the consumer
+    // released everything written: all of the next lap is free, so skipping the rest of this one
+    // is safe. The marker goes into free space like any wrap marker.
+    if (offset + size > WARM_BYTES && offset >= size && this.#isDrained()) return tail + size;
+    return size;
+  }
+
+  /** True when the consumer has released every record written (refreshes the cached read index). */
+  #isDrained(): boolean {
+    this.#readSeen = Atomics.load(this.#i32, READ_INDEX_SLOT);
+    return this.#readSeen === this.#write;
   }
 
   /** Whether `needed` bytes are free, judged by the cached READ_INDEX and reloading it only if short. */

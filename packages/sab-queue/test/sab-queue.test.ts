@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { HEADER_BYTES, MAX_CAPACITY, SabQueue, SabQueueError, SabQueueErrorCode } from '../src/index.js';
+import {
+  HEADER_BYTES,
+  MAX_CAPACITY,
+  SabQueue,
+  SabQueueError,
+  SabQueueErrorCode,
+  WARM_BYTES,
+} from '../src/index.js';
 import { firstMismatch, makeRecord } from './pattern.js';
 
 /** Pops the oldest record, checks it is record `seq` of `length` bytes, and releases it. */
@@ -79,6 +86,46 @@ describe('SabQueue single-threaded', () => {
     expect(queue.peek()).toBeNull();
     expect(queue.usedBytes()).toBe(0);
     expect(bytes / queue.capacity).toBeGreaterThan(50); // many laps
+  });
+
+  it('wraps early when drained past the warm zone, so a kept-up queue reuses the same pages', () => {
+    const q = SabQueue.create(8 * WARM_BYTES);
+    const record = 1 << 20;
+    const offsets: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const view = q.tryReserve(record)!;
+      view.fill(i);
+      offsets.push(view.byteOffset - HEADER_BYTES);
+      q.commit();
+      const got = q.peek()!;
+      expect(got.byteLength).toBe(record);
+      expect(got[0]).toBe(i);
+      expect(got[record - 1]).toBe(i);
+      q.release();
+    }
+    expect(Math.max(...offsets)).toBeLessThan(WARM_BYTES);
+    // Back at the start every few records, and every record stays inside the warm zone.
+    expect(offsets.filter((o) => o === 8).length).toBeGreaterThanOrEqual(10);
+    expect(q.usedBytes()).toBe(0);
+  });
+
+  it('does not wrap early while records are queued: a backlog uses the whole ring', () => {
+    const q = SabQueue.create(8 * WARM_BYTES);
+    const record = 1 << 20;
+    const offsets: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const view = q.tryReserve(record)!;
+      view.fill(i);
+      offsets.push(view.byteOffset - HEADER_BYTES);
+      q.commit();
+    }
+    expect(Math.max(...offsets)).toBeGreaterThan(2 * WARM_BYTES);
+    for (let i = 0; i < 20; i++) {
+      const got = q.peek()!;
+      expect(got[0]).toBe(i);
+      q.release();
+    }
+    expect(q.peek()).toBeNull();
   });
 
   it('returns null when full and succeeds again after a release', () => {
