@@ -17,6 +17,11 @@ export const CB_MANIFEST_VERSION = 4;
 export const CB_FROZEN_COUNT = 5;
 /** Producers add 1 and notify after committing a record to any of this shard's queues; the idle shard waits on it. */
 export const CB_DOORBELL = 6;
+/**
+ * 1 while the shard's pump is parked (or about to park) on CB_DOORBELL, else 0; only the shard
+ * writes it. Producers notify the doorbell only when they see 1.
+ */
+export const CB_SLEEPING = 14;
 /** Shard lifecycle, see ShardState; the shard writes it. */
 export const CB_STATE = 7;
 /** Error code (index into TERMINAL_ERRORS) once the shard is DEAD; the broker writes it before CB_STATE. */

@@ -4,6 +4,7 @@ import {
   AK_LOST,
   AK_WORDS,
   CB_DOORBELL,
+  CB_SLEEPING,
   CB_ERROR,
   CB_STATE,
   ErrorCode,
@@ -306,9 +307,11 @@ export class Producer {
         lane.queue.commit();
         lane.produced = (lane.produced + 1) | 0;
         lane.pending.push({ record: lane.produced, done: put.ack, fail: put.fail });
-        // Wake the shard if it sleeps on its doorbell (one counter for all its queues).
+        // Ring the shard's doorbell (one counter for all its queues) and wake it only if it
+        // says it sleeps: a notify is a cross-thread wakeup, costly when nobody waits (the
+        // order argument is at the shard's wait, in ShardEngine's pump).
         Atomics.add(lane.control, CB_DOORBELL, 1);
-        Atomics.notify(lane.control, CB_DOORBELL);
+        if (Atomics.load(lane.control, CB_SLEEPING) !== 0) Atomics.notify(lane.control, CB_DOORBELL);
         if (!lane.ackLoop) void this.#ackLoop(lane);
       }
     }

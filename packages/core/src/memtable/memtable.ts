@@ -292,10 +292,16 @@ export class MemtableWriter {
   #rows = 0;
   #distinct = 0;
   readonly #utf8Used: Int32Array;
+  /** Prefault progress (see prefault): index bytes, rows of the row regions, utf8 bytes per column. */
+  #warmIndex = 0;
+  #warmRows = 0;
+  readonly #warmData: Float64Array;
+  #bytes: Uint8Array | undefined;
 
   constructor(memtable: Memtable) {
     this.memtable = memtable;
     this.#utf8Used = new Int32Array(memtable.schema.columns.length);
+    this.#warmData = new Float64Array(memtable.schema.columns.length);
   }
 
   get rows(): number {
@@ -315,6 +321,59 @@ export class MemtableWriter {
 
   utf8Used(column: number): number {
     return this.#utf8Used[column]!;
+  }
+
+  /**
+   * Faults in the pages the next rows will be written to, at most `budget` bytes of them, and
+   * returns false once the pages ahead are warm (PREFAULT_AHEAD_BYTES of row data past the
+   * write cursor, or the end of the memtable). The shard calls it while idle: the first touch
+   * of fresh shared memory costs far more than the copy into it, and paying it between records
+   * takes it off the path of the next put. Safe because this thread is the only writer and a
+   * touch writes back the byte it reads: readers (which read only published rows and any index
+   * slot) never see a value change.
+   */
+  prefault(budget: number): boolean {
+    const mt = this.memtable;
+    const layout = mt.layout;
+    const cap = mt.capacity;
+    const u8 = (this.#bytes ??= new Uint8Array(mt.buffer));
+    let left = budget;
+    // The index is hit at random slots: warm all of it first.
+    if (this.#warmIndex < 4 * layout.indexSlots) {
+      const end = Math.min(4 * layout.indexSlots, this.#warmIndex + left);
+      touch(u8, layout.index + this.#warmIndex, layout.index + end);
+      left -= end - this.#warmIndex;
+      this.#warmIndex = end;
+      if (left <= 0) return true;
+    }
+    const rowBytes = mt.byteLength / Math.max(1, cap);
+    const rows = Math.min(cap, this.#rows + Math.ceil(PREFAULT_AHEAD_BYTES / rowBytes));
+    if (rows <= this.#warmRows) return false;
+    // Row-proportional regions (seq, op, hash, prev, validity, values, utf8 offsets) up to
+    // `to` rows, and each utf8 column's bytes in proportion to its average row so far.
+    const to = Math.min(rows, this.#warmRows + Math.max(1, Math.floor(left / rowBytes)));
+    const from = this.#warmRows;
+    touch(u8, layout.seq + 8 * from, layout.seq + 8 * to);
+    touch(u8, layout.op + from, layout.op + to);
+    touch(u8, layout.hash + 4 * from, layout.hash + 4 * to);
+    touch(u8, layout.prev + 4 * from, layout.prev + 4 * to);
+    for (const c of mt.schema.columns) {
+      const r = layout.columns[c.index]!;
+      touch(u8, r.validity + (from >> 3), r.validity + ((to + 7) >> 3));
+      if (c.kind === 'bool') touch(u8, r.values + (from >> 3), r.values + ((to + 7) >> 3));
+      else if (c.kind === 'utf8') {
+        touch(u8, r.values + 4 * from, r.values + 4 * (to + 1));
+        const perRow = this.#rows > 0 ? this.#utf8Used[c.index]! / this.#rows : 64;
+        const end = Math.min(r.dataCapacity, Math.ceil(perRow * to));
+        const start = this.#warmData[c.index]!;
+        if (end > start) {
+          touch(u8, r.data + start, r.data + end);
+          this.#warmData[c.index] = end;
+        }
+      } else touch(u8, r.values + c.width * from, r.values + c.width * to);
+    }
+    this.#warmRows = to;
+    return true;
   }
 
   /**
@@ -421,6 +480,16 @@ export class MemtableWriter {
 }
 
 /** Copies `n` bits from src (starting at bit `sFrom`; null = all set) to dst at bit `dFrom`. */
+/** Row data the shard keeps faulted in ahead of its write cursor while idle. */
+export const PREFAULT_AHEAD_BYTES = 4 << 20;
+const PAGE = 4096;
+
+/** Writes back one byte of every page in [from, to): the first write faults the page in. */
+function touch(u8: Uint8Array, from: number, to: number): void {
+  for (let p = from; p < to; p += PAGE) u8[p] = u8[p]!;
+  if (to > from) u8[to - 1] = u8[to - 1]!;
+}
+
 function copyBits(src: Uint8Array | null, sFrom: number, dst: Uint8Array, dFrom: number, n: number): void {
   for (let i = 0; i < n; i++) {
     const s = sFrom + i;
