@@ -170,17 +170,27 @@ function gatherColumn(
       const offsets = new Int32Array(n + 1);
       const data = new Uint8Array(total);
       let pos = 0;
-      for (let i = 0; i < n; i++) {
-        if (isValid(i)) {
-          const r = rows[i]!;
-          const start = so2[r]!;
-          const len = so2[r + 1]! - start;
-          // Most keys and tags are short: a byte loop beats creating a subarray for each.
-          if (len <= 16) for (let j = 0; j < len; j++) data[pos + j] = sd[start + j]!;
-          else data.set(sd.subarray(start, start + len), pos);
-          pos += len;
+      let i = 0;
+      while (i < n) {
+        if (!isValid(i)) {
+          offsets[++i] = pos;
+          continue;
         }
-        offsets[i + 1] = pos;
+        // A run of valid rows that are consecutive in the source (scans and flushes mostly keep
+        // long runs: rows come in write order, and keys mostly ascend) is one contiguous byte
+        // range: one copy for the run instead of one per row.
+        let j = i + 1;
+        while (j < n && rows[j] === rows[j - 1]! + 1 && isValid(j)) j++;
+        const start = so2[rows[i]!]!;
+        const end = so2[rows[j - 1]! + 1]!;
+        const shift = pos - start;
+        for (let k = i; k < j; k++) offsets[k + 1] = so2[rows[k]! + 1]! + shift;
+        const len = end - start;
+        // Short values: a byte loop beats creating a subarray.
+        if (len <= 16) for (let b = 0; b < len; b++) data[pos + b] = sd[start + b]!;
+        else data.set(sd.subarray(start, end), pos);
+        pos += len;
+        i = j;
       }
       return makeData({
         type: new Utf8(),
