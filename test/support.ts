@@ -202,7 +202,13 @@ export async function shardFiles(dir: string, shard: number, sub: string): Promi
   for (const name of names.sort()) {
     if (name.startsWith('.')) continue;
     const p = path.join(d, name);
-    const st = await stat(p);
+    // The shard and the broker delete old segments and manifest versions in the background:
+    // a file listed a moment ago may be gone now, which is not a file to report.
+    const st = await stat(p).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (st === undefined) continue;
     if (st.isFile()) out.push({ name, path: p, size: st.size });
   }
   return out;

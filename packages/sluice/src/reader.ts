@@ -330,7 +330,10 @@ async function* shardSelections(
   const schema = ctx.schema;
   const sources: Source[] = [];
   for (const { memtable, rows } of snap.memtables) {
-    const latest = memtable.latestRows(rows, seq);
+    const steps = memtable.latestRowsInSteps(rows, seq, 4096);
+    let step = steps.next();
+    for (; !step.done; step = steps.next()) await pacer.pace();
+    const latest = step.value;
     if (latest.length > 0) {
       sources.push({ view: memtable.view(rows), rows: latest, hashes: memtable.hash, memtable });
     }
@@ -344,7 +347,6 @@ async function* shardSelections(
   // Batches of one generation file hold disjoint keys: only sources of different origin need
   // dedup. Count origins: each memtable is one, each file is one.
   const origins = snap.memtables.length + snap.generations.length;
-  const seen = origins > 1 ? new KeySet(schema.keyKind, 1 << 14) : undefined;
   const keyIndex = schema.keyIndex;
   // Index of the first source belonging to the oldest origin: from there on, only look up.
   let lastOriginStart = sources.length;
@@ -352,6 +354,11 @@ async function* shardSelections(
     const oldest = await ctx.cache.get(ctx.storage, snap.generations.at(-1)!, ctx.schema);
     lastOriginStart = sources.length - oldest.batches.length;
   } else if (sources.length > 0) lastOriginStart = sources.length - 1;
+  // Sized for every key the newer sources may insert: growing by rehashing would cost more
+  // and hold the thread for one long step.
+  let inserts = 0;
+  for (let si = 0; si < lastOriginStart; si++) inserts += sources[si]!.rows?.length ?? sources[si]!.view.rows;
+  const seen = origins > 1 ? new KeySet(schema.keyKind, Math.max(1 << 14, inserts)) : undefined;
   for (let si = 0; si < sources.length && budget.left > 0; si++) {
     const src = sources[si]!;
     const view = src.view;
@@ -362,7 +369,7 @@ async function* shardSelections(
     const insert = si < lastOriginStart;
     const op = view.op;
     for (let i = 0; i < n && budget.left > 0; i++) {
-      if ((i & 8191) === 8191) await pacer.pace();
+      if ((i & 2047) === 2047) await pacer.pace();
       const r = src.rows ? src.rows[i]! : i;
       if (seen) {
         const h = src.hashes ? src.hashes[r]! : seen.hashOf(id, r);
@@ -398,10 +405,10 @@ async function* shardSelections(
 }
 
 /** Rows per gathered output batch of a scan. */
-const SCAN_BATCH_ROWS = 65_536;
+const SCAN_BATCH_ROWS = 8_192;
 
 /** How long a scan may hold the event loop before it lets other work (acks, commits, puts) run. */
-const SCAN_SLICE_MS = 4;
+const SCAN_SLICE_MS = 2;
 
 /**
  * Lets the event loop run when the scan has held it for SCAN_SLICE_MS. A scan is a chain of

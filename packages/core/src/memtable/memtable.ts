@@ -228,6 +228,18 @@ export class Memtable {
 
   /** Row indexes of the newest visible version of every key (see `lookup`), in ascending row order. */
   latestRows(rows: number, maxSeq = Infinity): Int32Array {
+    const steps = this.latestRowsInSteps(rows, maxSeq);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /**
+   * latestRows, yielding every `step` rows or index slots so that a caller on a busy thread
+   * (a scan beside producers and the broker) can let other work run between steps.
+   */
+  *latestRowsInSteps(rows: number, maxSeq = Infinity, step = 16_384): Generator<void, Int32Array, void> {
     const out = new Int32Array(rows);
     let n = 0;
     const index = this.index;
@@ -237,11 +249,13 @@ export class Memtable {
       const key = this.columns[this.schema.keyIndex]!;
       const seq = this.seq;
       for (let r = 0; r < rows; r++) {
+        if (r % step === step - 1) yield;
         if (seq[r]! <= maxSeq && this.lookup(this.hash[r]!, key, r, rows, maxSeq) === r) out[n++] = r;
       }
       return out.subarray(0, n);
     }
     for (let slot = 0; slot < index.length; slot++) {
+      if (slot % step === step - 1) yield;
       const v = Atomics.load(index, slot);
       if (v === 0) continue;
       const r = this.#newest(v - 1, rows, maxSeq);
