@@ -245,6 +245,7 @@ describe('sluice serve: ingest and read back over loopback', () => {
       column: 'value',
       row: '{"id":500002,"value":"high"}',
     });
+    expect(json.error['message']).toMatch(/\(request aborted: nothing was applied\)$/);
     expect((await fetch(`${server.url}/v1/rows/500000`)).status).toBe(404);
 
     const arrow = tableToIPC(tableFromArrays({ id: BigInt64Array.from([1n]), color: ['red'] }), 'stream');

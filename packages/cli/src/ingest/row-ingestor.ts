@@ -26,6 +26,8 @@ export interface IngestorOptions {
   readonly onBadRow?: (bad: BadRow) => void;
   /** Stops reading at the next record; rows already put stay put. */
   readonly signal?: AbortSignal;
+  /** What an abort message calls the aborted work: 'ingest' (default) or, for the service, 'request'. */
+  readonly work?: string;
 }
 
 interface Batch {
@@ -209,7 +211,7 @@ export class RowIngestor {
         : `${this.rows} row${this.rows === 1 ? '' : 's'} before ${unit} ${batchStart} of ${bad.file} ${this.rows === 1 ? 'was' : 'were'} applied, nothing from there on`;
     return new SluiceError(
       ErrorCode.INVALID_ROW,
-      `${formatLocation(bad)}: ${bad.message} (ingest aborted: ${applied})`,
+      `${formatLocation(bad)}: ${bad.message} (${this.#options.work ?? 'ingest'} aborted: ${applied})`,
       {
         details: {
           file: bad.file,

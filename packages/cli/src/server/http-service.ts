@@ -240,7 +240,7 @@ export class HttpService {
         this.metrics.rowsIngested.inc({ format }, rows.length);
       },
       this.#coercer,
-      { skipBad: false, batchRows: this.#options.batchRows },
+      { skipBad: false, batchRows: this.#options.batchRows, work: 'request' },
     );
     try {
       await ingestor.ingest(source);
