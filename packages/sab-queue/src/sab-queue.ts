@@ -13,8 +13,9 @@
  * bytes, and is never split across the end of the data region. When a record does not fit in the
  * rest of the current lap, the producer writes a wrap marker (length = WRAP_MARKER) there and puts
  * the record at offset 0; the consumer skips the marker. It does the same, early, when the queue is
- * empty and the write offset is past WARM_BYTES, so a queue kept drained reuses warm pages. The header region and every record
- * offset are multiples of 8, so every payload starts 8-byte aligned within the SharedArrayBuffer.
+ * empty and the write offset is past WARM_BYTES, so a queue kept drained reuses warm pages. The
+ * header region and every record offset are multiples of 8, so every payload starts 8-byte aligned
+ * within the SharedArrayBuffer.
  *
  * Ordering. Only the producer writes WRITE_INDEX and only the consumer writes READ_INDEX. The
  * producer writes a record's bytes with plain stores and then publishes it with Atomics.store of

@@ -9,10 +9,10 @@ import {
   CB_STATE,
   CB_SYNCS,
   CB_SYNC_HIST,
-  SYNC_LATENCY_BOUNDS_US,
   CB_SYNC_US_HI,
   CB_SYNC_US_LO,
   CB_WAL_KIB,
+  SYNC_LATENCY_BOUNDS_US,
   ErrorCode,
   ShardState,
   SluiceError,
@@ -31,15 +31,15 @@ import type { BatchView } from '../batch-format.js';
 import { publishShardState } from '../control.js';
 import { ManifestStore } from '../manifest/manifest-store.js';
 import { Memtable, MemtableWriter } from '../memtable/memtable.js';
-
-/** Bytes of memtable pages an idle shard faults in per step (about 0.2 ms here; see prefault). */
-const PREFAULT_STEP_BYTES = 64 << 10;
 import { schemaFromJson } from '../schema.js';
 import type { SchemaJson, TableSchema } from '../schema.js';
 import type { Storage } from '../storage/storage.js';
 import { replayWal } from '../wal/wal-reader.js';
 import { listSegments } from '../wal/wal-segments.js';
 import { WalWriter } from '../wal/wal-writer.js';
+
+/** Bytes of memtable pages an idle shard faults in per step (about 0.2 ms here; see prefault). */
+const PREFAULT_STEP_BYTES = 64 << 10;
 
 export type InitRequest = Extract<ShardRequest, { kind: 'init' }>;
 
