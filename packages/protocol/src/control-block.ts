@@ -45,6 +45,13 @@ export const CB_MAX_FROZEN = 32;
 export const SYNC_LATENCY_BOUNDS_US: readonly number[] = [
   50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
+
+/** The histogram bucket of `value` for ascending upper `bounds`: bounds.length for the overflow bucket. */
+export function bucketOf(bounds: readonly number[], value: number): number {
+  let b = 0;
+  while (b < bounds.length && value > bounds[b]!) b++;
+  return b;
+}
 /**
  * WAL fsync latency histogram: bucket b (per SYNC_LATENCY_BOUNDS_US, then the overflow bucket)
  * at CB_SYNC_HIST + b. Only the shard thread adds to it; the words outlive a shard restart, so

@@ -1,14 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  CB_STALLS,
-  CB_SYNC_US_HI,
-  CB_SYNC_US_LO,
-  CB_SYNCS,
-  CB_WAL_KIB,
-  ErrorCode,
-  SluiceError,
-} from '@sluice/protocol';
+import { CB_STALLS, CB_SYNCS, CB_WAL_KIB, ErrorCode, SluiceError } from '@sluice/protocol';
 import {
   GenerationCache,
   LocalStorage,
@@ -138,6 +130,8 @@ export class Db extends TableOps {
         const frozenRows = pub.frozen.reduce((n, f) => n + f.rows, 0);
         let memtableBytes = lc.memtables.get(pub.activeGen)?.byteLength ?? 0;
         for (const f of pub.frozen) memtableBytes += lc.memtables.get(f.gen)?.byteLength ?? 0;
+        const syncLatency = walSyncLatency(cb);
+        const flushLatency = lc.flushLatency.view();
         return {
           shard: lc.shard,
           rows: pub.activeRows + frozenRows + generationRows,
@@ -148,10 +142,10 @@ export class Db extends TableOps {
           generationRows,
           walBytes: Atomics.load(cb, CB_WAL_KIB) * 1024,
           walSyncs: Atomics.load(cb, CB_SYNCS),
-          walSyncSeconds: (Atomics.load(cb, CB_SYNC_US_HI) * 2 ** 31 + Atomics.load(cb, CB_SYNC_US_LO)) / 1e6,
-          walSyncLatency: walSyncLatency(cb),
-          flushSeconds: lc.flushMsTotal / 1000,
-          flushLatency: lc.flushLatency.view(),
+          walSyncSeconds: syncLatency.sumSeconds,
+          walSyncLatency: syncLatency,
+          flushSeconds: flushLatency.sumSeconds,
+          flushLatency,
           stalls: Atomics.load(cb, CB_STALLS),
           flushes: lc.flushes,
           flushFailures: lc.flushFailures,

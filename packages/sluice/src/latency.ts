@@ -1,4 +1,10 @@
-import { CB_SYNC_HIST, CB_SYNC_US_HI, CB_SYNC_US_LO, SYNC_LATENCY_BOUNDS_US } from '@sluice/protocol';
+import {
+  CB_SYNC_HIST,
+  CB_SYNC_US_HI,
+  CB_SYNC_US_LO,
+  SYNC_LATENCY_BOUNDS_US,
+  bucketOf,
+} from '@sluice/protocol';
 
 /**
  * A latency distribution as Prometheus histograms want it: per-bucket counts (not cumulative)
@@ -27,9 +33,7 @@ export class LatencyHistogram {
   }
 
   record(seconds: number): void {
-    let b = 0;
-    while (b < this.#bounds.length && seconds > this.#bounds[b]!) b++;
-    this.#counts[b]!++;
+    this.#counts[bucketOf(this.#bounds, seconds)]!++;
     this.#sum += seconds;
   }
 

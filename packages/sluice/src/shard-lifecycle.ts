@@ -109,8 +109,6 @@ export class ShardLifecycle {
   recycled = 0;
   flushFailures = 0;
   commitFailures = 0;
-  lastFlushMs = 0;
-  flushMsTotal = 0;
   /** Every successful flush's duration (file written, before the commit). */
   readonly flushLatency = new LatencyHistogram(FLUSH_LATENCY_BOUNDS_S);
 
@@ -326,9 +324,7 @@ export class ShardLifecycle {
       }));
     if (result.ok) {
       this.flushes++;
-      this.lastFlushMs = performance.now() - started;
-      this.flushMsTotal += this.lastFlushMs;
-      this.flushLatency.record(this.lastFlushMs / 1000);
+      this.flushLatency.record((performance.now() - started) / 1000);
       entry.written = result.entry;
       entry.state = 'written';
       this.#commitReady();

@@ -152,13 +152,14 @@ export class ServiceMetrics {
   }
 }
 
+// prom-client declares MetricType as a TypeScript enum but does not export it at run time.
+const HISTOGRAM = 'histogram' as unknown as MetricType;
+
 /**
  * A histogram the engine keeps (bucket counts in shared memory or in the broker), exported
  * as is: prom-client's Histogram only takes single observations, so this collector hands the
  * registry the cumulative bucket, sum and count lines itself.
  */
-// prom-client declares MetricType as a TypeScript enum but does not export it at run time.
-const HISTOGRAM = 'histogram' as unknown as MetricType;
 
 function engineHistogram(
   name: string,

@@ -248,18 +248,24 @@ export class Memtable {
       // every slot. Row r is the newest visible version of its key iff the probe returns r.
       const key = this.columns[this.schema.keyIndex]!;
       const seq = this.seq;
-      for (let r = 0; r < rows; r++) {
-        if (r % step === step - 1) yield;
-        if (seq[r]! <= maxSeq && this.lookup(this.hash[r]!, key, r, rows, maxSeq) === r) out[n++] = r;
+      for (let from = 0; from < rows; from += step) {
+        if (from > 0) yield;
+        const to = Math.min(rows, from + step);
+        for (let r = from; r < to; r++) {
+          if (seq[r]! <= maxSeq && this.lookup(this.hash[r]!, key, r, rows, maxSeq) === r) out[n++] = r;
+        }
       }
       return out.subarray(0, n);
     }
-    for (let slot = 0; slot < index.length; slot++) {
-      if (slot % step === step - 1) yield;
-      const v = Atomics.load(index, slot);
-      if (v === 0) continue;
-      const r = this.#newest(v - 1, rows, maxSeq);
-      if (r >= 0) out[n++] = r;
+    for (let from = 0; from < index.length; from += step) {
+      if (from > 0) yield;
+      const to = Math.min(index.length, from + step);
+      for (let slot = from; slot < to; slot++) {
+        const v = Atomics.load(index, slot);
+        if (v === 0) continue;
+        const r = this.#newest(v - 1, rows, maxSeq);
+        if (r >= 0) out[n++] = r;
+      }
     }
     return out.subarray(0, n).sort();
   }

@@ -13,6 +13,7 @@ import {
   CB_SYNC_US_LO,
   CB_WAL_KIB,
   SYNC_LATENCY_BOUNDS_US,
+  bucketOf,
   ErrorCode,
   ShardState,
   SluiceError,
@@ -501,10 +502,8 @@ export class ShardEngine {
       const micros = Math.round((performance.now() - t0) * 1000);
       this.#syncMicros += micros;
       this.#syncs++;
-      let bucket = 0;
-      while (bucket < SYNC_LATENCY_BOUNDS_US.length && micros > SYNC_LATENCY_BOUNDS_US[bucket]!) bucket++;
       // Only this thread adds; Atomics makes the count visible to the broker's stats() reads.
-      Atomics.add(this.#cb, CB_SYNC_HIST + bucket, 1);
+      Atomics.add(this.#cb, CB_SYNC_HIST + bucketOf(SYNC_LATENCY_BOUNDS_US, micros), 1);
       // Metrics only: a reader may see the halves of two different totals, once in a while.
       Atomics.store(this.#cb, CB_SYNC_US_LO, this.#syncMicros % 2 ** 31);
       Atomics.store(this.#cb, CB_SYNC_US_HI, Math.floor(this.#syncMicros / 2 ** 31));
