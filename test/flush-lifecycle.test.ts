@@ -280,6 +280,47 @@ describe('seed (c): failed commits and failed generation writes', () => {
     await db.close();
   });
 
+  it('a generation file streamed in pieces: a failed piece leaves nothing staged, and open clears what a crash left', async () => {
+    const dir = await tempDir('fl-c-staged');
+    const model = new Model();
+    const keys = Array.from({ length: 3000 }, (_, i) => i);
+    const obs = observer(/flush of generation \d+ failed/, () => keys);
+    const db = await openTable(dir, {
+      shards: 1,
+      memtableBytes: 8 << 20,
+      rowsPerBatch: 256, // many pieces per file
+      flushThreads: 1,
+      onWarning: obs.onWarning,
+      // The third piece of the file fails: two pieces are already on disk, staged.
+      faults: faults({ flush: [{ op: 'write', path: '/gen/', nth: 3 }] }),
+    });
+    obs.attach(db);
+    try {
+      const rows = keys.map((k) => row(k, 1));
+      await db.put(rows);
+      model.put(rows);
+      await settleWithin(db.flush(), 20_000, 'db.flush() with a failing piece');
+      expect(obs.seen.length).toBeGreaterThanOrEqual(1);
+      const s0 = db.stats().shards[0]!;
+      expect([s0.flushFailures, s0.frozen, s0.generations]).toEqual([1, 0, 1]);
+      // Only the published file: the failed attempt's staged bytes were discarded.
+      expect(await readdir(path.join(shardDir(dir, 0), 'gen'))).toHaveLength(1);
+      await checkModel(db, model);
+    } finally {
+      await db.close();
+    }
+    // What a writer killed mid-flush leaves behind: a staged (unnamed) file. Opening removes it.
+    const genDir = path.join(shardDir(dir, 0), 'gen');
+    await writeFile(path.join(genDir, '.tmp-0123456789abcdef'), 'half a generation file');
+    const again = await openTable(dir, { shards: 1 });
+    try {
+      expect(await readdir(genDir)).toHaveLength(1);
+      await checkModel(again, model);
+    } finally {
+      await again.close();
+    }
+  });
+
   it('the replay cursor only advances over committed generations: kill -9 with uncommitted files loses nothing', async () => {
     const dir = await tempDir('fl-c-crash');
     const rowsPerBatch = 40;

@@ -1,8 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RecordBatchReader, tableFromIPC, tableToIPC, Table } from 'apache-arrow';
+import { crc32 } from 'node:zlib';
+import { RecordBatchFileWriter, RecordBatchReader, tableFromIPC, tableToIPC, Table } from 'apache-arrow';
 import type * as Arrow from 'apache-arrow';
 import type { RecordBatch } from 'apache-arrow';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -15,7 +16,7 @@ import { RowEncoder } from '../src/row-encoder.js';
 import type { TableSchema } from '../src/schema.js';
 import { schemaFromUser } from '../src/schema-arrow.js';
 import { LocalStorage } from '../src/storage/local-storage.js';
-import type { Storage } from '../src/storage/storage.js';
+import type { StagedObject, Storage } from '../src/storage/storage.js';
 import { gatherToArrow, viewOfRecordBatch } from '../src/generation/gather.js';
 import { GenerationCache } from '../src/generation/generation-cache.js';
 import { keyColumnOf, parseGenerationFileName } from '../src/generation/generation-file.js';
@@ -24,6 +25,26 @@ import { writeGeneration } from '../src/generation/generation-writer.js';
 
 type Row = Record<string, unknown>;
 type Step = { put: Row[] } | { del: unknown[] };
+
+/** `storage` whose staged objects have some calls replaced (each override sees the real staged object). */
+function withStaged(storage: Storage, override: (staged: StagedObject) => Partial<StagedObject>): Storage {
+  return Object.create(storage, {
+    stage: {
+      value: async (d: string): Promise<StagedObject> => {
+        const staged = await storage.stage(d);
+        const o = override(staged);
+        return {
+          get size() {
+            return staged.size;
+          },
+          append: o.append ?? ((c) => staged.append(c)),
+          publishIfAbsent: o.publishIfAbsent ?? ((p) => staged.publishIfAbsent(p)),
+          discard: o.discard ?? (() => staged.discard()),
+        };
+      },
+    },
+  }) as Storage;
+}
 
 /** A memtable filled through the real write path (RowEncoder → encoded batch → MemtableWriter). */
 function buildMemtable(schema: TableSchema, steps: Step[], capacity = 4096): { mt: Memtable; rows: number } {
@@ -495,14 +516,12 @@ describe('writeGeneration + GenerationReader', () => {
     const { mt, rows } = buildMemtable(schema, [{ put: [{ id: 1 }] }]);
     const tried: string[] = [];
     let refuse = 2;
-    const crowded: Storage = Object.create(storage, {
-      putIfAbsent: {
-        value: (path: string, data: Uint8Array): Promise<boolean> => {
-          tried.push(path);
-          return refuse-- > 0 ? Promise.resolve(false) : storage.putIfAbsent(path, data);
-        },
+    const crowded = withStaged(storage, (staged) => ({
+      publishIfAbsent: (path: string): Promise<boolean> => {
+        tried.push(path);
+        return refuse-- > 0 ? Promise.resolve(false) : staged.publishIfAbsent(path);
       },
-    }) as Storage;
+    }));
     const written = await writeGeneration(crowded, 's', mt, rows, { gen: 1, epoch: 0, rowsPerBatch: 10 });
     expect(new Set(tried).size).toBe(3);
     expect(written.file).toBe(tried[2]);
@@ -514,24 +533,62 @@ describe('writeGeneration + GenerationReader', () => {
     ).rejects.toMatchObject({
       code: ErrorCode.INTERNAL,
     });
+    // The abandoned file was discarded, not left staged.
+    expect(await readdir(join(dir, 's', 'gen'))).toEqual([written.file.split('/').pop()]);
   });
 
-  it('propagates storage failures as they are', async () => {
+  it('propagates storage failures as they are and leaves nothing staged', async () => {
     const schema = schemaFromUser({ id: 'int64' }, 'id');
-    const { mt, rows } = buildMemtable(schema, [{ put: [{ id: 1 }] }]);
-    const failing: Storage = Object.create(storage, {
-      putIfAbsent: { value: () => Promise.reject(new SluiceError(ErrorCode.IO, 'disk full')) },
+    const { mt, rows } = buildMemtable(
+      schema,
+      Array.from({ length: 5 }, (_, i) => ({ put: [{ id: i }] })),
+    );
+    const io = (): Promise<never> => Promise.reject(new SluiceError(ErrorCode.IO, 'disk full'));
+    const failures: Storage[] = [
+      Object.create(storage, { stage: { value: io } }) as Storage,
+      withStaged(storage, () => ({ append: io })),
+      withStaged(storage, (staged) => {
+        let n = 0;
+        return { append: (c: readonly Uint8Array[]) => (++n === 2 ? io() : staged.append(c)) };
+      }),
+      withStaged(storage, () => ({ publishIfAbsent: io })),
+    ];
+    for (const failing of failures) {
+      await expect(
+        writeGeneration(failing, 's', mt, rows, { gen: 1, epoch: 0, rowsPerBatch: 2 }),
+      ).rejects.toMatchObject({ code: ErrorCode.IO });
+      expect(await readdir(join(dir, 's', 'gen')).catch(() => [])).toEqual([]);
+    }
+    const written = await writeGeneration(storage, 's', mt, rows, { gen: 1, epoch: 0, rowsPerBatch: 10 });
+    const failingGet: Storage = Object.create(storage, {
       get: { value: () => Promise.reject(new SluiceError(ErrorCode.IO, 'EIO')) },
     }) as Storage;
-    await expect(
-      writeGeneration(failing, 's', mt, rows, { gen: 1, epoch: 0, rowsPerBatch: 10 }),
-    ).rejects.toMatchObject({
+    await expect(GenerationReader.open(failingGet, written, schema)).rejects.toMatchObject({
       code: ErrorCode.IO,
     });
-    const written = await writeGeneration(storage, 's', mt, rows, { gen: 1, epoch: 0, rowsPerBatch: 10 });
-    await expect(GenerationReader.open(failing, written, schema)).rejects.toMatchObject({
-      code: ErrorCode.IO,
-    });
+  });
+
+  it("streams exactly the file Arrow writes in one piece, with the footer's batch offsets", async () => {
+    const { mt, rows } = buildMemtable(allTypes, [{ put: sampleRows }, { del: [sampleRows[1]!.id] }]);
+    for (const rowsPerBatch of [1, 2, 3, 1000]) {
+      const written = await writeGeneration(storage, 's', mt, rows, {
+        gen: rowsPerBatch,
+        epoch: 0,
+        rowsPerBatch,
+      });
+      const bytes = (await storage.get(written.file))!;
+      expect(written.bytes).toBe(bytes.byteLength);
+      expect(parseGenerationFileName(written.file)!.crc32).toBe(crc32(bytes));
+      const file = RecordBatchReader.from(bytes);
+      expect(file.isFile()).toBe(true);
+      const opened = file.open();
+      const footer = opened.isFile() ? opened.footer : null;
+      expect(footer?.numRecordBatches).toBe(written.batches.length);
+      written.batches.forEach((b, i) => expect(b.offset).toBe(footer!.getRecordBatch(i)!.offset));
+      // The same batches written in one piece by Arrow give the same bytes.
+      const whole = RecordBatchFileWriter.writeAll([...RecordBatchReader.from(bytes)]).toUint8Array(true);
+      expect(Buffer.compare(whole, bytes)).toBe(0);
+    }
   });
 
   it('rejects bad arguments with RangeError naming the option', async () => {

@@ -260,6 +260,8 @@ describe('ManifestStore ownership', () => {
       list: (p) => local.list(p),
       delete: (p) => local.delete(p),
       openAppend: (p) => local.openAppend(p),
+      stage: (d) => local.stage(d),
+      clearStaged: (d) => local.clearStaged(d),
       putIfAbsent: async (p, data) => {
         if (p.includes('/manifest/') && !zombieCommitted) {
           zombieCommitted = true;

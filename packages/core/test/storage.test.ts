@@ -151,6 +151,60 @@ function storageConformance(name: string, make: (dir: string) => Storage): void 
       ).toBe(true);
     });
 
+    it('a staged object is invisible until published, then durable under its name', async () => {
+      const staged = await storage.stage('g');
+      await staged.append([bytes('ab'), bytes(''), bytes('cd')]);
+      await staged.append([bytes('e')]);
+      expect(staged.size).toBe(5);
+      expect(await storage.list('g')).toEqual([]);
+      expect(await storage.get('g/final')).toBeUndefined();
+      expect(await staged.publishIfAbsent('g/final')).toBe(true);
+      expect(text(await storage.get('g/final'))).toBe('abcde');
+      expect(await storage.list('g')).toEqual(['final']);
+      // Spent: no more appends or publishes; discard leaves the published object alone.
+      expect((await rejection(staged.append([bytes('x')]))).code).toBe(ErrorCode.INTERNAL);
+      await staged.discard();
+      expect(text(await storage.get('g/final'))).toBe('abcde');
+    });
+
+    it('publishIfAbsent never replaces: false, and the object stays staged for another name', async () => {
+      await storage.putIfAbsent('g/taken', bytes('old'));
+      const staged = await storage.stage('g');
+      await staged.append([bytes('new')]);
+      expect(await staged.publishIfAbsent('g/taken')).toBe(false);
+      expect(text(await storage.get('g/taken'))).toBe('old');
+      expect(await staged.publishIfAbsent('g/free')).toBe(true);
+      expect(text(await storage.get('g/free'))).toBe('new');
+      expect(await storage.list('g')).toEqual(['free', 'taken']);
+    });
+
+    it('a staged object publishes only into its own directory', async () => {
+      const staged = await storage.stage('g');
+      expect((await rejection(staged.publishIfAbsent('h/x'))).code).toBe(ErrorCode.INTERNAL);
+      expect((await rejection(staged.publishIfAbsent('g/sub/x'))).code).toBe(ErrorCode.INTERNAL);
+      await staged.discard();
+      expect(await storage.list('')).toEqual([]);
+    });
+
+    it('discard and clearStaged remove staged bytes; published objects stay', async () => {
+      const dropped = await storage.stage('g');
+      await dropped.append([bytes('x')]);
+      await dropped.discard();
+      await dropped.discard();
+      const left = await storage.stage('g');
+      await left.append([bytes('left behind')]);
+      const kept = await storage.stage('g');
+      await kept.append([bytes('kept')]);
+      await kept.publishIfAbsent('g/kept');
+      expect(await storage.clearStaged('g')).toBe(1);
+      expect(await storage.clearStaged('g')).toBe(0);
+      expect(await storage.clearStaged('missing/dir')).toBe(0);
+      expect(await storage.list('g')).toEqual(['kept']);
+      expect(text(await storage.get('g/kept'))).toBe('kept');
+      await left.discard(); // its writer learns nothing is left (and closes its handle)
+      expect(await storage.list('g')).toEqual(['kept']);
+    });
+
     it('rejects absolute paths, "..", "." and empty segments with SLUICE_INTERNAL', async () => {
       for (const bad of ['/etc/passwd', '../x', 'a/../b', 'a//b', './a', 'a/.', '', 'a\\b', 'a/.tmp-x']) {
         const errors = [
@@ -258,6 +312,23 @@ describe('FaultyStorage', () => {
     expect((await rejection(file.truncate(0))).details.errno).toBe('EIO');
     await file.close();
     expect(text(await storage.get('f'))).toBe('y');
+  });
+
+  it('counts a staged object as the calls it replaces: openAppend, write, putIfAbsent', async () => {
+    const storage = new FaultyStorage(new LocalStorage(dir));
+    storage.inject({ op: 'write', path: 'g/', errno: 'ENOSPC' });
+    storage.inject({ op: 'putIfAbsent', path: 'g/final', errno: 'EIO' });
+    const staged = await storage.stage('g');
+    expect(storage.calls('openAppend')).toBe(1);
+    const err = await rejection(staged.append([bytes('x')]));
+    expect(err.details.errno).toBe('ENOSPC');
+    expect(staged.size).toBe(0);
+    await staged.append([bytes('y')]);
+    expect((await rejection(staged.publishIfAbsent('g/final'))).details.errno).toBe('EIO');
+    expect(await staged.publishIfAbsent('g/final')).toBe(true);
+    expect(text(await storage.get('g/final'))).toBe('y');
+    expect(storage.calls('write')).toBe(2);
+    expect(storage.calls('putIfAbsent')).toBe(2);
   });
 
   it('clear disarms every fault', async () => {

@@ -6,6 +6,7 @@ import {
   LocalStorage,
   ManifestStore,
   createTableMeta,
+  generationDir,
   readControl,
   readTableMeta,
   sameSchema,
@@ -235,6 +236,14 @@ export async function open(dir: string, options?: OpenOptions): Promise<Db> {
       replayFromLsn: 1,
       nextGeneration: 1,
       generations: [],
+    });
+    // Now that this open owns the shard, no flush of its own is staging yet: a staged
+    // generation file there is a crashed (or fenced) writer's and will never be published.
+    // Best effort: a leftover costs disk space, never correctness.
+    await storage.clearStaged(generationDir(shardPrefix(s))).catch((err: unknown) => {
+      resolved.onWarning(
+        `${root}: could not remove unfinished generation files of shard ${s} (${(err as Error).message})`,
+      );
     });
     stores.push(store);
     manifests.push(manifest);

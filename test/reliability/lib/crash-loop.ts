@@ -131,6 +131,7 @@ export function randomCrashPoint(rng: Rng): { role: Role; rule: FaultRule; name:
     { role: 'shard', op: 'openAppend', max: 2 },
     { role: 'shard', op: 'delete', max: 4 },
     { role: 'shard', op: 'getRange', max: 3 },
+    { role: 'flush', op: 'write', path: '/gen/', max: 20 },
     { role: 'flush', op: 'putIfAbsent', path: '/gen/', max: 8 },
     { role: 'main', op: 'putIfAbsent', path: '/manifest/', max: 14 },
     { role: 'main', op: 'putIfAbsent', path: '/owner/', max: 2 },

@@ -5,7 +5,7 @@
  * backend.
  */
 import { checkPath } from '@sluice/core';
-import type { AppendFile, Storage, SyncStorage } from '@sluice/core';
+import type { AppendFile, StagedObject, Storage, SyncStorage } from '@sluice/core';
 import { ioError } from '@sluice/protocol';
 
 /** A copy that owns its bytes (Buffer#slice would return a view). */
@@ -85,5 +85,45 @@ export class MemoryStorage implements Storage {
       },
       async close() {},
     };
+  }
+
+  /** Staged bytes are held aside and enter `files` only when published. */
+  async stage(dir: string): Promise<StagedObject> {
+    const d = checkPath(dir);
+    const files = this.files;
+    let parts: Uint8Array[] = [];
+    let size = 0;
+    return {
+      get size() {
+        return size;
+      },
+      async append(chunks) {
+        for (const c of chunks) {
+          parts.push(copy(c));
+          size += c.byteLength;
+        }
+      },
+      async publishIfAbsent(path) {
+        const p = checkPath(path);
+        if (!p.startsWith(`${d}/`)) throw new Error(`${p} is not in ${d}`);
+        if (files.has(p)) return false;
+        const whole = new Uint8Array(size);
+        let at = 0;
+        for (const c of parts) {
+          whole.set(c, at);
+          at += c.byteLength;
+        }
+        files.set(p, whole);
+        parts = [];
+        return true;
+      },
+      async discard() {
+        parts = [];
+      },
+    };
+  }
+
+  async clearStaged(): Promise<number> {
+    return 0;
   }
 }

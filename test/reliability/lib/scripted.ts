@@ -273,6 +273,8 @@ export const SWEEP_TARGETS: readonly { role: Role; op: PlanOp }[] = [
   { role: 'shard', op: 'delete' },
   { role: 'shard', op: 'truncate' },
   { role: 'shard', op: 'exists' },
+  { role: 'flush', op: 'openAppend' },
+  { role: 'flush', op: 'write' },
   { role: 'flush', op: 'putIfAbsent' },
   { role: 'main', op: 'putIfAbsent' },
   { role: 'main', op: 'get' },

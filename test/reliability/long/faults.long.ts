@@ -23,6 +23,7 @@ const CRASH_TARGETS: { role: Role; op: FaultRule['op']; path?: string }[] = [
   { role: 'shard', op: 'exists' },
   { role: 'shard', op: 'delete' },
   { role: 'shard', op: 'list' },
+  { role: 'flush', op: 'write', path: '/gen/' },
   { role: 'flush', op: 'putIfAbsent', path: '/gen/' },
   { role: 'main', op: 'putIfAbsent', path: 'sluice.json' },
   { role: 'main', op: 'putIfAbsent', path: '/owner/' },

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { RecordBatch, RecordBatchFileWriter, RecordBatchReader, Schema } from 'apache-arrow';
+import { AsyncByteQueue, RecordBatch, RecordBatchFileWriter, Schema } from 'apache-arrow';
 import { ErrorCode, SluiceError } from '@sluice/protocol';
 import type { GenerationBatch, GenerationEntry } from '../manifest/manifest.js';
 import type { Memtable } from '../memtable/memtable.js';
@@ -14,6 +14,7 @@ import {
   META_GENERATION,
   META_PRIMARY_KEY,
   META_SCHEMA,
+  generationDir,
   generationFileName,
   keyString,
 } from './generation-file.js';
@@ -42,8 +43,9 @@ function checkCount(name: string, value: number, min: number): void {
 /**
  * Writes the first `rows` rows of a (frozen) memtable as a generation file: the newest version
  * of every key, tombstones included, sorted by primary key, in record batches of at most
- * `rowsPerBatch` rows. The file is created with put-if-absent, so it is durable when this
- * resolves and never replaces another file. The caller commits the returned entry.
+ * `rowsPerBatch` rows. The file is streamed to a staged object and published under its
+ * final name with put-if-absent semantics, so it is durable when this resolves and never
+ * replaces another file. The caller commits the returned entry.
  *
  * @example
  * ```ts
@@ -79,40 +81,63 @@ export async function writeGeneration(
     [META_PRIMARY_KEY, schema.primaryKey],
     [META_SCHEMA, JSON.stringify(schemaToJson(schema))],
   ]);
-  let fileSchema: Schema | undefined;
-  const batches: RecordBatch[] = [];
-  const ranges: { rows: number; minKey: string; maxKey: string }[] = [];
-  for (let a = 0; a < selected.length; a += opts.rowsPerBatch) {
-    const part = selected.subarray(a, Math.min(a + opts.rowsPerBatch, selected.length));
-    const gathered = gatherToArrow(schema, view, part, schema.columns, { op: true, seq });
-    // Every batch shares one Schema object carrying the file metadata: the IPC writer starts
-    // a new stream when a batch's schema differs from the one it began with.
-    fileSchema ??= new Schema(gathered.schema.fields, metadata);
-    batches.push(new RecordBatch(fileSchema, gathered.data));
-    ranges.push({
-      rows: part.length,
-      minKey: keyString(schema, key, part[0]!),
-      maxKey: keyString(schema, key, part[part.length - 1]!),
-    });
-  }
-  const bytes = RecordBatchFileWriter.writeAll(batches).toUint8Array(true);
-  const offsets = batchOffsets(bytes, batches.length);
-  const crc = crc32(bytes);
-
-  for (let attempt = 0; attempt < NAME_ATTEMPTS; attempt++) {
-    const file = generationFileName(shardPrefix, opts.gen, opts.epoch, crc, randomBytes(4).toString('hex'));
-    if (!(await storage.putIfAbsent(file, bytes))) continue;
-    const out: GenerationBatch[] = ranges.map((r, i) => ({ offset: offsets[i]!, ...r }));
-    return {
-      gen: opts.gen,
-      file,
-      rows: selected.length,
-      bytes: bytes.byteLength,
-      minKey: out[0]!.minKey,
-      maxKey: out[out.length - 1]!.maxKey,
-      batches: out,
-      maxSeq,
+  // Streamed: each record batch is gathered, handed to Arrow's file writer, appended to a
+  // staged object and dropped before the next, so a flush holds one batch (not the whole
+  // file, twice) in memory. The name carries the crc32 of every byte, known only at the end,
+  // hence the staged object, named once complete.
+  const staged = await storage.stage(generationDir(shardPrefix));
+  try {
+    const sink = new ChunkSink();
+    const writer = new RecordBatchFileWriter();
+    let fileSchema: Schema | undefined;
+    let crc = 0;
+    const emit = async (): Promise<void> => {
+      const chunks = sink.take();
+      for (const c of chunks) crc = crc32(c, crc);
+      await staged.append(chunks);
     };
+    const out: GenerationBatch[] = [];
+    for (let a = 0; a < selected.length; a += opts.rowsPerBatch) {
+      const part = selected.subarray(a, Math.min(a + opts.rowsPerBatch, selected.length));
+      const gathered = gatherToArrow(schema, view, part, schema.columns, { op: true, seq });
+      if (fileSchema === undefined) {
+        // Every batch shares one Schema object carrying the file metadata: the IPC writer
+        // starts a new stream when a batch's schema differs from the one it began with.
+        fileSchema = new Schema(gathered.schema.fields, metadata);
+        writer.reset(sink, fileSchema);
+      }
+      // The writer records a batch's block at its current position, which is every byte it
+      // has handed the sink so far (there are no dictionary batches).
+      out.push({
+        offset: sink.position,
+        rows: part.length,
+        minKey: keyString(schema, key, part[0]!),
+        maxKey: keyString(schema, key, part[part.length - 1]!),
+      });
+      writer.write(new RecordBatch(fileSchema, gathered.data));
+      await emit();
+    }
+    writer.finish(); // the footer, then the trailing magic
+    await emit();
+    const bytes = staged.size;
+
+    for (let attempt = 0; attempt < NAME_ATTEMPTS; attempt++) {
+      const file = generationFileName(shardPrefix, opts.gen, opts.epoch, crc, randomBytes(4).toString('hex'));
+      if (!(await staged.publishIfAbsent(file))) continue;
+      return {
+        gen: opts.gen,
+        file,
+        rows: selected.length,
+        bytes,
+        minKey: out[0]!.minKey,
+        maxKey: out[out.length - 1]!.maxKey,
+        batches: out,
+        maxSeq,
+      };
+    }
+  } finally {
+    // Removes the staged bytes after a failure; a no-op once published.
+    await staged.discard().catch(() => undefined);
   }
   throw new SluiceError(
     ErrorCode.INTERNAL,
@@ -120,15 +145,24 @@ export async function writeGeneration(
   );
 }
 
-/** File offsets of the record batch blocks, from the footer just written. */
-function batchOffsets(bytes: Uint8Array, count: number): number[] {
-  const reader = RecordBatchReader.from(bytes);
-  const footer = reader.isFile() ? reader.open().footer : null;
-  const out: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const block = footer?.getRecordBatch(i);
-    if (!block) throw new SluiceError(ErrorCode.INTERNAL, `generation file footer lacks record batch ${i}`);
-    out.push(block.offset);
+/**
+ * The sink of Arrow's IPC writer: collects the chunks it writes (views of the gathered
+ * column buffers, no copies) until `take`, and counts every byte, which is the writer's
+ * file position.
+ */
+class ChunkSink extends AsyncByteQueue {
+  #chunks: Uint8Array[] = [];
+  position = 0;
+
+  override write(value: Uint8Array): void {
+    if (value.byteLength === 0) return;
+    this.#chunks.push(value);
+    this.position += value.byteLength;
   }
-  return out;
+
+  take(): Uint8Array[] {
+    const chunks = this.#chunks;
+    this.#chunks = [];
+    return chunks;
+  }
 }

@@ -1,6 +1,7 @@
 import { constants as osConstants } from 'node:os';
 import { ioError } from '@sluice/protocol';
-import type { AppendFile, Storage, SyncStorage } from './storage.js';
+import type { AppendFile, StagedObject, Storage, SyncStorage } from './storage.js';
+import { TEMP_PREFIX } from './storage.js';
 
 /**
  * FAULT INJECTION FOR TESTS. A Storage wrapper that makes scripted calls fail with a
@@ -96,6 +97,29 @@ export class FaultyStorage implements Storage {
       truncate: (length) => call('truncate', () => file.truncate(length)),
       close: () => file.close(),
     };
+  }
+
+  /**
+   * A staged object's calls count as the calls they replace: opening it as 'openAppend',
+   * each append as 'write' (both on `<dir>/{TEMP_PREFIX}staged`), publishing as 'putIfAbsent' on the
+   * final name, so a rule on generation-file creation keeps meaning what it meant.
+   */
+  async stage(dir: string): Promise<StagedObject> {
+    const label = `${dir}/${TEMP_PREFIX}staged`;
+    const staged = await this.#call('openAppend', label, () => this.#inner.stage(dir));
+    return {
+      get size() {
+        return staged.size;
+      },
+      append: (chunks) => this.#call('write', label, () => staged.append(chunks)),
+      publishIfAbsent: (path) => this.#call('putIfAbsent', path, () => staged.publishIfAbsent(path)),
+      discard: () => staged.discard(),
+    };
+  }
+
+  /** Counts as a 'delete' of the directory's staged names. */
+  clearStaged(dir: string): Promise<number> {
+    return this.#call('delete', `${dir}/${TEMP_PREFIX}staged`, () => this.#inner.clearStaged(dir));
   }
 
   async #call<T>(op: FaultOp, path: string, fn: () => Promise<T>): Promise<T> {

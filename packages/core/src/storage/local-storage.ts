@@ -4,7 +4,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { link, mkdir, open, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ErrorCode, SluiceError, ioError } from '@sluice/protocol';
-import type { AppendFile, Storage, SyncStorage } from './storage.js';
+import type { AppendFile, StagedObject, Storage, SyncStorage } from './storage.js';
 import { TEMP_PREFIX, checkPath } from './storage.js';
 
 /**
@@ -79,6 +79,43 @@ export class LocalStorage implements Storage {
     // failed, and "it exists" must mean "it exists durably" to the caller.
     await fsyncDir(dir, 'putIfAbsent');
     return created;
+  }
+
+  async stage(dir: string): Promise<StagedObject> {
+    const rel = checkPath(dir);
+    const absDir = this.#abs(rel);
+    await this.#ensureDir(absDir);
+    // In the target directory, like putIfAbsent's temporary file: link() cannot cross file systems.
+    const tmp = join(absDir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const fh = await open(tmp, 'wx').catch((err: unknown) => {
+      throw ioError('stage', tmp, err);
+    });
+    return new LocalStagedObject(fh, rel, tmp, (path) => this.#abs(path));
+  }
+
+  async clearStaged(dir: string): Promise<number> {
+    const absDir = this.#abs(checkPath(dir));
+    let names: string[];
+    try {
+      names = await readdir(absDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw ioError('clearStaged', absDir, err);
+    }
+    let removed = 0;
+    for (const name of names) {
+      if (!name.startsWith(TEMP_PREFIX)) continue;
+      try {
+        await unlink(join(absDir, name));
+        removed++;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+          throw ioError('clearStaged', join(absDir, name), err);
+      }
+    }
+    // No directory fsync: a temporary name that comes back after a power cut is removed by
+    // the next owner's call, and nothing reads it in between.
+    return removed;
   }
 
   async get(path: string): Promise<Uint8Array | undefined> {
@@ -337,6 +374,115 @@ class LocalAppendFile implements AppendFile {
 
   #checkOpen(op: string): void {
     if (this.#closed) throw new SluiceError(ErrorCode.INTERNAL, `${op} ${this.#abs}: file is closed`);
+  }
+}
+
+/** A staged object on local disk: a temporary file in the target directory, linked on publish. */
+class LocalStagedObject implements StagedObject {
+  readonly #fh: FileHandle;
+  /** The storage-relative directory; a published name must be in it (link cannot move it). */
+  readonly #dir: string;
+  readonly #tmp: string;
+  readonly #abs: (path: string) => string;
+  #size = 0;
+  #state: 'open' | 'published' | 'discarded' = 'open';
+  #tail: Promise<unknown> = Promise.resolve();
+
+  constructor(fh: FileHandle, dir: string, tmp: string, abs: (path: string) => string) {
+    this.#fh = fh;
+    this.#dir = dir;
+    this.#tmp = tmp;
+    this.#abs = abs;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  append(chunks: readonly Uint8Array[]): Promise<void> {
+    return this.#serial(async () => {
+      this.#checkOpen('append');
+      // Positional, as in LocalAppendFile: a failed partial write is overwritten by the next.
+      let position = this.#size;
+      let pending: Uint8Array[] = chunks.filter((c) => c.byteLength > 0);
+      try {
+        while (pending.length > 0) {
+          const { bytesWritten } = await this.#fh.writev(pending, position);
+          position += bytesWritten;
+          pending = dropBytes(pending, bytesWritten);
+        }
+      } catch (err) {
+        throw ioError('append', this.#tmp, err);
+      }
+      this.#size = position;
+    });
+  }
+
+  publishIfAbsent(path: string): Promise<boolean> {
+    return this.#serial(async () => {
+      this.#checkOpen('publishIfAbsent');
+      const rel = checkPath(path);
+      if (dirname(rel) !== this.#dir) {
+        throw new SluiceError(
+          ErrorCode.INTERNAL,
+          `cannot publish ${JSON.stringify(rel)}: the object was staged in ${JSON.stringify(this.#dir)}`,
+        );
+      }
+      const abs = this.#abs(rel);
+      try {
+        // The contents must be durable before the final name can be: otherwise a power loss
+        // after the directory entry reaches disk could leave an empty or partial object.
+        // (Once synced, a retry under another name syncs nothing new.)
+        await this.#fh.sync();
+      } catch (err) {
+        throw ioError('publishIfAbsent', this.#tmp, err);
+      }
+      let created: boolean;
+      try {
+        // link() fails with EEXIST instead of replacing: create-only, atomically.
+        await link(this.#tmp, abs);
+        created = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('publishIfAbsent', abs, err);
+        created = false;
+      }
+      if (created) {
+        this.#state = 'published';
+        await this.#fh.close().catch(() => undefined);
+        // The object now has two names; drop the temporary one. If this is lost to a crash,
+        // the next owner's clearStaged removes it (the published name keeps the data).
+        await unlink(this.#tmp).catch(() => undefined);
+      }
+      // Makes the new name durable; also when it existed, since "it exists" must mean "it
+      // exists durably" to the caller (see LocalStorage.putIfAbsent).
+      await fsyncDir(dirname(abs), 'publishIfAbsent');
+      return created;
+    });
+  }
+
+  discard(): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#state !== 'open') return;
+      this.#state = 'discarded';
+      await this.#fh.close().catch(() => undefined);
+      try {
+        await unlink(this.#tmp);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('discard', this.#tmp, err);
+      }
+    });
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn);
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  #checkOpen(op: string): void {
+    if (this.#state !== 'open') {
+      throw new SluiceError(ErrorCode.INTERNAL, `${op} ${this.#tmp}: the staged object is ${this.#state}`);
+    }
   }
 }
 

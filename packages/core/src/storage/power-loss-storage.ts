@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { AppendFile, Storage, SyncStorage } from './storage.js';
+import type { AppendFile, StagedObject, Storage, SyncStorage } from './storage.js';
 
 /**
  * POWER-LOSS SIMULATION FOR TESTS. A Storage wrapper that records, in a side journal, every
@@ -117,6 +117,32 @@ export class PowerLossStorage implements Storage {
       },
       close: () => file.close(),
     };
+  }
+
+  /**
+   * Staged bytes are not journaled: until published they have no name anyone reads, and a
+   * staged file a power cut leaves behind is removed by the next owner (clearStaged).
+   * Publishing is journaled exactly like putIfAbsent.
+   */
+  async stage(dir: string): Promise<StagedObject> {
+    const staged = await this.#inner.stage(dir);
+    return {
+      get size() {
+        return staged.size;
+      },
+      append: (chunks) => staged.append(chunks),
+      publishIfAbsent: async (path) => {
+        this.#log({ e: 'put-begin', p: path });
+        const created = await staged.publishIfAbsent(path);
+        this.#log({ e: created ? 'put' : 'exists', p: path });
+        return created;
+      },
+      discard: () => staged.discard(),
+    };
+  }
+
+  clearStaged(dir: string): Promise<number> {
+    return this.#inner.clearStaged(dir);
   }
 
   #abs(path: string): string {

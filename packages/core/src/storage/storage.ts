@@ -45,8 +45,40 @@ export interface Storage {
    * before this resolves.
    */
   openAppend(path: string): Promise<AppendFile>;
+  /**
+   * Starts an object that is written in pieces and named only once it is complete: a flush
+   * streams a generation file through one instead of building it in memory, and its name
+   * holds a checksum of the whole content. Until `publishIfAbsent`, the bytes live under a
+   * reserved name in the directory `dir` that `list` never reports (the object-store
+   * analogue is a multipart upload).
+   */
+  stage(dir: string): Promise<StagedObject>;
+  /**
+   * Removes the staged objects under `dir` that writers left behind (a crash mid-flush).
+   * The table's owner calls it when it takes over, so no live writer of its own is staging
+   * there; a fenced writer whose staged object goes fails to publish, as it would anyway.
+   * Resolves with the number removed.
+   */
+  clearStaged(dir: string): Promise<number>;
   /** Synchronous calls for the few places that cannot await (the fencing check on the ack path). */
   readonly sync: SyncStorage;
+}
+
+/** An object being written in pieces (see Storage.stage). One writer; calls are serialised. */
+export interface StagedObject {
+  /** Bytes appended so far. */
+  readonly size: number;
+  /** Appends the chunks (one writev); `size` grows only on success. */
+  append(chunks: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Makes the content durable, then gives it the name `path` (in the staged directory)
+   * unless that name exists: like putIfAbsent, false changes nothing, and the object stays
+   * staged so the caller may try another name. When it resolves true, the object is durable
+   * under `path` and this staged object is spent.
+   */
+  publishIfAbsent(path: string): Promise<boolean>;
+  /** Drops the staged bytes (never a published object). Idempotent. */
+  discard(): Promise<void>;
 }
 
 export interface SyncStorage {
