@@ -40,7 +40,11 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
 /** The int64 at `row` as a bigint (exact for the whole int64 range). */
 export function int64At(col: ColumnBuffers, row: number): bigint {
   const v = col.values as Int32Array;
-  return (BigInt(v[2 * row + 1]!) << 32n) | BigInt(v[2 * row]! >>> 0);
+  const hi = v[2 * row + 1]!;
+  const lo = v[2 * row]! >>> 0;
+  // Below 2^53 in magnitude the value is exact as a double: one BigInt instead of three.
+  if (hi >= -0x200000 && hi < 0x200000) return BigInt(hi * TWO32 + lo);
+  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 /** The int64 at `row` as a number; exact only below 2^53 (used for timestamps). */
@@ -49,9 +53,27 @@ export function int64AsNumberAt(col: ColumnBuffers, row: number): number {
   return v[2 * row + 1]! * TWO32 + (v[2 * row]! >>> 0);
 }
 
+/**
+ * Buffer's latin1 slice, applied to any Uint8Array (offsets relative to the view): for ASCII
+ * bytes it is the string, built without a UTF-8 decoder. Node has had it since 0.x (it backs
+ * `buffer.toString('latin1')`); should it ever go, every string takes the decoder.
+ */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice as
+  ((this: Uint8Array, start: number, end: number) => string) | undefined;
+
 export function utf8At(col: ColumnBuffers, row: number): string {
   const off = col.values as Int32Array;
-  return utf8Decoder.decode((col.data as Uint8Array).subarray(off[row]!, off[row + 1]!));
+  const data = col.data as Uint8Array;
+  const a = off[row]!;
+  const b = off[row + 1]!;
+  // ASCII, the common case (keys, tags, JSON): TextDecoder costs several times a byte check
+  // plus a latin1 copy, most of all on a view into a large file buffer.
+  if (latin1Slice !== undefined) {
+    let i = a;
+    while (i < b && data[i]! < 0x80) i++;
+    if (i === b) return latin1Slice.call(data, a, b);
+  }
+  return utf8Decoder.decode(data.subarray(a, b));
 }
 
 /** A value as returned to users in plain-object rows. */

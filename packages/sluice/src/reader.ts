@@ -8,7 +8,6 @@ import {
   gatherToArrow,
   hashInt64Parts,
   hashUtf8String,
-  int64At,
   memtableToArrow,
   readControl,
   rowObjectAt,
@@ -64,8 +63,19 @@ export interface ReadContext {
 
 const MAX_CAPTURE_ATTEMPTS = 1000;
 
+/** A manifest's generations newest first; manifests are immutable, so once per manifest. */
+const newestFirstCache = new WeakMap<Manifest, readonly GenerationEntry[]>();
+function newestFirst(manifest: Manifest): readonly GenerationEntry[] {
+  let gens = newestFirstCache.get(manifest);
+  if (gens === undefined) {
+    gens = [...manifest.generations].reverse();
+    newestFirstCache.set(manifest, gens);
+  }
+  return gens;
+}
+
 /**
- * Captures a consistent cut of the given shards.
+ * Captures a consistent cut of every shard, or of shard `only`.
  *
  * The visible sequence S is loaded first: every put <= S is already published on every shard
  * it touched, so the sources read afterwards hold all of its rows, and rows of later puts are
@@ -77,7 +87,7 @@ const MAX_CAPTURE_ATTEMPTS = 1000;
  * while we captured and some captured file holds rows above our S, the cut is not clean (the
  * file may have replaced older versions our S should see): capture again.
  */
-export function captureSnapshot(ctx: ReadContext, only?: ReadonlySet<number>): Snapshot {
+export function captureSnapshot(ctx: ReadContext, only?: number): Snapshot {
   for (let attempt = 0; attempt < MAX_CAPTURE_ATTEMPTS; attempt++) {
     ctx.refresh();
     const seq = ctx.visibleSeq();
@@ -85,7 +95,7 @@ export function captureSnapshot(ctx: ReadContext, only?: ReadonlySet<number>): S
     let missing = false;
     let newest = 0;
     for (let s = 0; s < ctx.shards.length && !missing; s++) {
-      if (only && !only.has(s)) {
+      if (only !== undefined && s !== only) {
         shards.push(undefined);
         continue;
       }
@@ -106,7 +116,7 @@ export function captureSnapshot(ctx: ReadContext, only?: ReadonlySet<number>): S
       if (!manifest) missing = true;
       if (missing) break;
       newest = Math.max(newest, manifest!.maxSeq ?? 0);
-      shards.push({ memtables, generations: [...manifest!.generations].reverse() });
+      shards.push({ memtables, generations: newestFirst(manifest!) });
     }
     if (missing) continue; // an announcement is in flight: refresh and retry
     if (newest > seq && ctx.visibleSeq() !== seq) continue;
@@ -228,18 +238,29 @@ export async function getInSnapshot(
   return undefined;
 }
 
-const int64Ranges = new WeakMap<GenerationEntry, readonly [bigint, bigint]>();
+/** Per manifest entry (immutable): [minHi, minLo, maxHi, maxLo], lo halves unsigned. */
+const int64Ranges = new WeakMap<GenerationEntry, Float64Array>();
 
 function keyInRange(schema: TableSchema, col: ColumnBuffers, entry: GenerationEntry): boolean {
   if (schema.keyKind === 'i64') {
-    // Parsed once per manifest entry (entries are immutable), not once per lookup.
-    let range = int64Ranges.get(entry);
-    if (!range) {
-      range = [BigInt(entry.minKey), BigInt(entry.maxKey)];
-      int64Ranges.set(entry, range);
+    // Parsed once per manifest entry, and compared as (hi, lo) halves: no BigInt per lookup.
+    let r = int64Ranges.get(entry);
+    if (!r) {
+      const min = BigInt(entry.minKey);
+      const max = BigInt(entry.maxKey);
+      r = Float64Array.of(
+        Number(BigInt.asIntN(32, min >> 32n)),
+        Number(BigInt.asUintN(32, min)),
+        Number(BigInt.asIntN(32, max >> 32n)),
+        Number(BigInt.asUintN(32, max)),
+      );
+      int64Ranges.set(entry, r);
     }
-    const k = int64At(col, 0);
-    return k >= range[0] && k <= range[1];
+    const v = col.values as Int32Array;
+    const hi = v[1]!;
+    const lo = v[0]! >>> 0;
+    const aboveMin = hi > r[0]! || (hi === r[0]! && lo >= r[1]!);
+    return aboveMin && (hi < r[2]! || (hi === r[2]! && lo <= r[3]!));
   }
   const k = utf8At(col, 0);
   // Bytewise UTF-8 order equals code point order; compare code points, not UTF-16 units.

@@ -68,7 +68,7 @@ export abstract class TableOps {
     this.check();
     const probe = keyProbe(this.schema, key, 'get');
     const s = shardOfKey(this.read, probe.hash);
-    const snap = captureSnapshot(this.read, new Set([s]));
+    const snap = captureSnapshot(this.read, s);
     try {
       return await getInSnapshot(this.read, snap.shards[s]!, snap.seq, probe);
     } finally {

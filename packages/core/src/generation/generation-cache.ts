@@ -20,6 +20,8 @@ interface Slot {
   readonly promise: Promise<GenerationReader>;
   readonly bytes: number;
   settled: boolean;
+  /** Recency stamp: the cache's clock at the last get. */
+  used: number;
 }
 
 /**
@@ -34,9 +36,15 @@ interface Slot {
  */
 export class GenerationCache {
   readonly #maxBytes: number;
-  /** Map order is recency order: a hit moves its slot to the end. */
-  readonly #slots = new Map<string, Slot>();
+  /**
+   * Store root → file → slot. The root names the store: two Storage objects over one
+   * directory share cached files. Two lookups by strings the caller already holds (their
+   * hashes are cached) instead of building a key per get, which a point lookup would pay.
+   */
+  readonly #slots = new Map<string, Map<string, Slot>>();
+  #entries = 0;
   #bytes = 0;
+  #clock = 0;
   #hits = 0;
   #misses = 0;
   #evictions = 0;
@@ -51,11 +59,10 @@ export class GenerationCache {
   }
 
   get(storage: Storage, entry: GenerationEntry, schema: TableSchema): Promise<GenerationReader> {
-    const key = cacheKey(storage, entry.file);
-    const hit = this.#slots.get(key);
+    let files = this.#slots.get(storage.root);
+    const hit = files?.get(entry.file);
     if (hit !== undefined) {
-      this.#slots.delete(key);
-      this.#slots.set(key, hit);
+      hit.used = ++this.#clock;
       this.#hits++;
       return hit.promise;
     }
@@ -64,33 +71,35 @@ export class GenerationCache {
       promise: GenerationReader.open(storage, entry, schema),
       bytes: entry.bytes,
       settled: false,
+      used: ++this.#clock,
     };
-    this.#slots.set(key, slot);
+    if (files === undefined) {
+      files = new Map();
+      this.#slots.set(storage.root, files);
+    }
+    files.set(entry.file, slot);
+    this.#entries++;
     this.#bytes += slot.bytes;
+    const root = storage.root;
     slot.promise.then(
       () => {
         slot.settled = true;
         this.#trim();
       },
-      () => this.#remove(key, slot),
+      () => this.#remove(root, entry.file, slot),
     );
     return slot.promise;
   }
 
   /** Drops a file's reader (callers holding it keep a working reader). */
   delete(storage: Storage, file: string): void {
-    const key = cacheKey(storage, file);
-    const slot = this.#slots.get(key);
-    if (slot !== undefined) this.#remove(key, slot);
-  }
-
-  clear(): void {
-    for (const [key, slot] of [...this.#slots]) this.#remove(key, slot);
+    const slot = this.#slots.get(storage.root)?.get(file);
+    if (slot !== undefined) this.#remove(storage.root, file, slot);
   }
 
   get stats(): GenerationCacheStats {
     return {
-      entries: this.#slots.size,
+      entries: this.#entries,
       bytes: this.#bytes,
       hits: this.#hits,
       misses: this.#misses,
@@ -98,24 +107,35 @@ export class GenerationCache {
     };
   }
 
-  #remove(key: string, slot: Slot): void {
+  clear(): void {
+    for (const [root, files] of [...this.#slots]) {
+      for (const [file, slot] of [...files]) this.#remove(root, file, slot);
+    }
+  }
+
+  #remove(root: string, file: string, slot: Slot): void {
     // The slot may have been replaced (deleted, then loaded again) while its load ran.
-    if (this.#slots.get(key) !== slot) return;
-    this.#slots.delete(key);
+    const files = this.#slots.get(root);
+    if (files?.get(file) !== slot) return;
+    files.delete(file);
+    if (files.size === 0) this.#slots.delete(root);
+    this.#entries--;
     this.#bytes -= slot.bytes;
   }
 
+  /** Evicts least recently used settled readers until the bytes fit (a scan per eviction: few files). */
   #trim(): void {
-    for (const [key, slot] of this.#slots) {
-      if (this.#bytes <= this.#maxBytes) return;
-      if (!slot.settled) continue;
-      this.#remove(key, slot);
+    while (this.#bytes > this.#maxBytes) {
+      let victim: { root: string; file: string; slot: Slot } | undefined;
+      for (const [root, files] of this.#slots) {
+        for (const [file, slot] of files) {
+          if (slot.settled && (victim === undefined || slot.used < victim.slot.used))
+            victim = { root, file, slot };
+        }
+      }
+      if (victim === undefined) return;
+      this.#remove(victim.root, victim.file, victim.slot);
       this.#evictions++;
     }
   }
-}
-
-function cacheKey(storage: Storage, file: string): string {
-  // The root names the store: two Storage objects over one directory share cached files.
-  return `${storage.root}\u0000${file}`;
 }
