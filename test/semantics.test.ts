@@ -555,3 +555,33 @@ describe.each(PLACEMENTS)('placement: %s', (placement) => {
     }
   });
 });
+
+describe('stats', () => {
+  it('memtableUsedBytes follows the rows held in memtables, within what is reserved', async () => {
+    const dir = await tempDir('stats-used');
+    const db = await openTable(dir, { shards: 1, memtableBytes: 8 << 20 });
+    try {
+      const used = (): { used: number; reserved: number } => {
+        const s = db.stats().shards[0]!;
+        return { used: s.memtableUsedBytes, reserved: s.memtableBytes };
+      };
+      const empty = used();
+      expect(empty.used).toBe(0);
+      expect(empty.reserved).toBeGreaterThanOrEqual(8 << 20);
+      await db.put(Array.from({ length: 1000 }, (_, i) => row(i, 1)));
+      const some = used();
+      // At least the key and the other fixed-width values of every row; far below the reservation.
+      expect(some.used).toBeGreaterThan(1000 * 16);
+      expect(some.used).toBeLessThan(some.reserved / 10);
+      await db.put(Array.from({ length: 3000 }, (_, i) => row(1000 + i, 1, { tag: 'x'.repeat(200) })));
+      const more = used();
+      // The 600 kB of utf8 values written count too.
+      expect(more.used - some.used).toBeGreaterThan(3000 * 200);
+      expect(more.used).toBeLessThanOrEqual(more.reserved);
+      await db.flush();
+      expect(used().used).toBe(0);
+    } finally {
+      await db.close();
+    }
+  });
+});

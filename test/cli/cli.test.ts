@@ -348,7 +348,7 @@ describe('sluice CLI (built binary)', () => {
     const s = await sluice(['stats', table]);
     expect(s.stderr).toBe('');
     expect(s.code).toBe(0);
-    expect(s.stdout).toMatch(/^shard +state +rows +active +frozen +memtables +generations/m);
+    expect(s.stdout).toMatch(/^shard +state +rows +active +frozen +memtables +reserved +generations/m);
     expect(s.stdout).toMatch(/^total /m);
     const f = await sluice(['flush', table]);
     expect(f.stderr).toBe('');

@@ -30,7 +30,10 @@ export interface ShardStatsView {
   /** Rows held, counting every version in memtables and files (not distinct keys). */
   readonly rows: number;
   readonly activeRows: number;
+  /** Bytes reserved for the active and frozen memtables (their shared buffers). */
   readonly memtableBytes: number;
+  /** Bytes the rows of the active and frozen memtables occupy (memory in use, within memtableBytes). */
+  readonly memtableUsedBytes: number;
   readonly frozen: number;
   readonly generations: number;
   readonly generationRows: number;
@@ -129,8 +132,13 @@ export class Db extends TableOps {
         const pub = readControl(cb);
         const generationRows = lc.manifest.generations.reduce((n, g) => n + g.rows, 0);
         const frozenRows = pub.frozen.reduce((n, f) => n + f.rows, 0);
-        let memtableBytes = lc.memtables.get(pub.activeGen)?.byteLength ?? 0;
-        for (const f of pub.frozen) memtableBytes += lc.memtables.get(f.gen)?.byteLength ?? 0;
+        let memtableBytes = 0;
+        let memtableUsedBytes = 0;
+        for (const { gen, rows } of [{ gen: pub.activeGen, rows: pub.activeRows }, ...pub.frozen]) {
+          const mt = lc.memtables.get(gen);
+          memtableBytes += mt?.byteLength ?? 0;
+          memtableUsedBytes += mt?.usedBytes(rows) ?? 0;
+        }
         const syncLatency = walSyncLatency(cb);
         const flushLatency = lc.flushLatency.view();
         return {
@@ -138,6 +146,7 @@ export class Db extends TableOps {
           rows: pub.activeRows + frozenRows + generationRows,
           activeRows: pub.activeRows,
           memtableBytes,
+          memtableUsedBytes,
           frozen: pub.frozen.length,
           generations: lc.generationCount,
           generationRows,

@@ -44,7 +44,7 @@ async function usage(dir: string): Promise<DiskUsage> {
 }
 
 /**
- * `sluice stats <dir>`: per shard, rows, memtables, generations, WAL and files. Opening the table
+ * `sluice stats <dir>`: per shard, rows, memtables (bytes in use, and reserved), generations, WAL and files. Opening the table
  * replays the WAL, so memtable figures are what recovery rebuilt.
  */
 export async function statsCommand(dir: string, options: { readonly json?: boolean }): Promise<number> {
@@ -63,6 +63,7 @@ export async function statsCommand(dir: string, options: { readonly json?: boole
         'active',
         'frozen',
         'memtables',
+        'reserved',
         'generations',
         'gen rows',
         'WAL',
@@ -78,6 +79,7 @@ export async function statsCommand(dir: string, options: { readonly json?: boole
           String(s.rows),
           String(s.activeRows),
           String(s.frozen),
+          formatBytes(s.memtableUsedBytes),
           formatBytes(s.memtableBytes),
           String(s.generations),
           String(s.generationRows),
@@ -95,6 +97,7 @@ export async function statsCommand(dir: string, options: { readonly json?: boole
         String(sum((s) => s.rows)),
         String(sum((s) => s.activeRows)),
         String(sum((s) => s.frozen)),
+        formatBytes(sum((s) => s.memtableUsedBytes)),
         formatBytes(sum((s) => s.memtableBytes)),
         String(sum((s) => s.generations)),
         String(sum((s) => s.generationRows)),

@@ -71,7 +71,14 @@ export class ServiceMetrics {
     this.#shardGauges = {
       rows: gauge('sluice_shard_rows', 'Row versions held by the shard (memtables and generation files)'),
       activeRows: gauge('sluice_shard_active_rows', 'Rows in the active memtable'),
-      memtableBytes: gauge('sluice_shard_memtable_bytes', 'Bytes of the active and frozen memtables'),
+      memtableBytes: gauge(
+        'sluice_shard_memtable_bytes',
+        'Bytes reserved for the active and frozen memtables',
+      ),
+      memtableUsedBytes: gauge(
+        'sluice_shard_memtable_used_bytes',
+        'Bytes the rows of the active and frozen memtables occupy',
+      ),
       frozen: gauge('sluice_shard_frozen_memtables', 'Frozen memtables waiting to be flushed or retired'),
       generations: gauge('sluice_shard_generations', 'Generation files in the current manifest'),
       generationRows: gauge('sluice_shard_generation_rows', 'Rows in generation files'),
@@ -116,6 +123,7 @@ export class ServiceMetrics {
       g.rows!.set({ shard }, s.rows);
       g.activeRows!.set({ shard }, s.activeRows);
       g.memtableBytes!.set({ shard }, s.memtableBytes);
+      g.memtableUsedBytes!.set({ shard }, s.memtableUsedBytes);
       g.frozen!.set({ shard }, s.frozen);
       g.generations!.set({ shard }, s.generations);
       g.generationRows!.set({ shard }, s.generationRows);

@@ -186,6 +186,25 @@ export class Memtable {
     return this.layout.capacity;
   }
 
+  /**
+   * Bytes the first `rows` rows occupy, for reporting memory in use (the buffer's byteLength is
+   * what was reserved): the fixed per-row regions (sequence, op, hash, chain, index slots,
+   * values, validity), amortised over the capacity, plus the utf8 bytes written. Any thread may
+   * ask for a published row count: utf8 offsets up to it were written before it was published.
+   */
+  usedBytes(rows: number): number {
+    const n = Math.max(0, Math.min(rows, this.capacity));
+    let utf8 = 0;
+    let utf8Capacity = 0;
+    for (const c of this.schema.columns) {
+      if (c.kind !== 'utf8') continue;
+      utf8 += (this.columns[c.index]!.values as Int32Array)[n]!;
+      utf8Capacity += this.layout.columns[c.index]!.dataCapacity;
+    }
+    const fixedPerRow = (this.layout.totalBytes - utf8Capacity) / Math.max(1, this.capacity);
+    return Math.round(n * fixedPerRow) + utf8;
+  }
+
   get byteLength(): number {
     return this.buffer.byteLength;
   }
