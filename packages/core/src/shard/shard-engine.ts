@@ -302,8 +302,11 @@ export class ShardEngine {
         this.#dropRemovedQueues();
         if (this.#state === 'closing') break;
         // Idle: warm the pages the next rows go to, a small step at a time, looking at the
-        // queues again between steps so an arriving record waits at most one step.
-        if (this.#active.prefault(PREFAULT_STEP_BYTES)) {
+        // queues again between steps so an arriving record waits at most one step. Not while
+        // a WAL write or fsync is in flight: its completion, and the publication producers
+        // wait for, runs on this thread and would wait behind the step. The sync loop rings
+        // the doorbell when it finishes, which brings the pump back here to warm pages.
+        if (!this.#syncing && this.#active.prefault(PREFAULT_STEP_BYTES)) {
           await new Promise<void>((resolve) => setImmediate(resolve));
           sinceYield = 0;
           continue;
@@ -489,6 +492,10 @@ export class ShardEngine {
       this.#fail(err);
     } finally {
       this.#syncing = false;
+      // An idle pump skipped warming pages while this ran: move the doorbell so it looks again
+      // (and wake it if it already sleeps; the order argument is at the pump's wait).
+      Atomics.add(this.#cb, CB_DOORBELL, 1);
+      if (Atomics.load(this.#cb, CB_SLEEPING) !== 0) Atomics.notify(this.#cb, CB_DOORBELL);
     }
   }
 
