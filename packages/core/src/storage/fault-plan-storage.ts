@@ -1,6 +1,7 @@
 import { constants as osConstants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, SluiceError, ioError } from '@sluice/protocol';
+import { stageThrough } from './faulty-storage.js';
 import type { FaultOp } from './faulty-storage.js';
 import type { AppendFile, StagedObject, Storage, SyncStorage } from './storage.js';
 import { TEMP_PREFIX } from './storage.js';
@@ -102,21 +103,11 @@ export class FaultPlanStorage implements Storage {
   }
 
   /**
-   * A staged object's calls count as the calls they replace: opening it as 'openAppend',
-   * each append as 'write' (both on `<dir>/{TEMP_PREFIX}staged`), publishing as 'putIfAbsent' on the
-   * final name, so a rule on generation-file creation keeps meaning what it meant.
+   * A staged object's calls count as the calls they replace (see stageThrough), so a rule on
+   * generation-file creation keeps meaning what it meant.
    */
   async stage(dir: string): Promise<StagedObject> {
-    const label = `${dir}/${TEMP_PREFIX}staged`;
-    const staged = await this.#call('openAppend', label, () => this.#inner.stage(dir));
-    return {
-      get size() {
-        return staged.size;
-      },
-      append: (chunks) => this.#call('write', label, () => staged.append(chunks)),
-      publishIfAbsent: (path) => this.#call('putIfAbsent', path, () => staged.publishIfAbsent(path)),
-      discard: () => staged.discard(),
-    };
+    return stageThrough(this.#inner, dir, (op, path, fn) => this.#call(op, path, fn));
   }
 
   /** Counts as a 'delete' of the directory's staged names. */

@@ -100,21 +100,11 @@ export class FaultyStorage implements Storage {
   }
 
   /**
-   * A staged object's calls count as the calls they replace: opening it as 'openAppend',
-   * each append as 'write' (both on `<dir>/{TEMP_PREFIX}staged`), publishing as 'putIfAbsent' on the
-   * final name, so a rule on generation-file creation keeps meaning what it meant.
+   * A staged object's calls count as the calls they replace (see stageThrough), so a rule on
+   * generation-file creation keeps meaning what it meant.
    */
   async stage(dir: string): Promise<StagedObject> {
-    const label = `${dir}/${TEMP_PREFIX}staged`;
-    const staged = await this.#call('openAppend', label, () => this.#inner.stage(dir));
-    return {
-      get size() {
-        return staged.size;
-      },
-      append: (chunks) => this.#call('write', label, () => staged.append(chunks)),
-      publishIfAbsent: (path) => this.#call('putIfAbsent', path, () => staged.publishIfAbsent(path)),
-      discard: () => staged.discard(),
-    };
+    return stageThrough(this.#inner, dir, (op, path, fn) => this.#call(op, path, fn));
   }
 
   /** Counts as a 'delete' of the directory's staged names. */
@@ -195,4 +185,26 @@ function injected(fault: ArmedFault, op: FaultOp, path: string): Error {
   sys.syscall = op;
   sys.path = path;
   return ioError(op, path, sys);
+}
+
+/**
+ * `inner.stage(dir)`, each call passed through `call` under the operation it stands for:
+ * opening as 'openAppend' and each append as 'write' (both on `<dir>/${TEMP_PREFIX}staged`),
+ * publishing as 'putIfAbsent' on the final name. Shared by the fault-injecting wrappers.
+ */
+export async function stageThrough(
+  inner: Storage,
+  dir: string,
+  call: <T>(op: 'openAppend' | 'write' | 'putIfAbsent', path: string, fn: () => Promise<T>) => Promise<T>,
+): Promise<StagedObject> {
+  const label = `${dir}/${TEMP_PREFIX}staged`;
+  const staged = await call('openAppend', label, () => inner.stage(dir));
+  return {
+    get size() {
+      return staged.size;
+    },
+    append: (chunks) => call('write', label, () => staged.append(chunks)),
+    publishIfAbsent: (path) => call('putIfAbsent', path, () => staged.publishIfAbsent(path)),
+    discard: () => staged.discard(),
+  };
 }

@@ -314,18 +314,11 @@ class LocalAppendFile implements AppendFile {
       // Positional writes rather than O_APPEND: after a failed (possibly partial) write
       // `size` has not moved, so the next write overwrites the partial bytes instead of
       // leaving garbage in the middle of the file.
-      let position = this.#size;
-      let pending: Uint8Array[] = chunks.filter((c) => c.byteLength > 0);
       try {
-        while (pending.length > 0) {
-          const { bytesWritten } = await this.#fh.writev(pending, position);
-          position += bytesWritten;
-          pending = dropBytes(pending, bytesWritten);
-        }
+        this.#size = await writeAllAt(this.#fh, chunks, this.#size);
       } catch (err) {
         throw ioError('write', this.#abs, err);
       }
-      this.#size = position;
     });
   }
 
@@ -403,18 +396,11 @@ class LocalStagedObject implements StagedObject {
     return this.#serial(async () => {
       this.#checkOpen('append');
       // Positional, as in LocalAppendFile: a failed partial write is overwritten by the next.
-      let position = this.#size;
-      let pending: Uint8Array[] = chunks.filter((c) => c.byteLength > 0);
       try {
-        while (pending.length > 0) {
-          const { bytesWritten } = await this.#fh.writev(pending, position);
-          position += bytesWritten;
-          pending = dropBytes(pending, bytesWritten);
-        }
+        this.#size = await writeAllAt(this.#fh, chunks, this.#size);
       } catch (err) {
         throw ioError('append', this.#tmp, err);
       }
-      this.#size = position;
     });
   }
 
@@ -484,6 +470,22 @@ class LocalStagedObject implements StagedObject {
       throw new SluiceError(ErrorCode.INTERNAL, `${op} ${this.#tmp}: the staged object is ${this.#state}`);
     }
   }
+}
+
+/**
+ * Writes every chunk at `position` onward (writev, repeated after a short write) and returns
+ * the position after them. On failure the caller keeps its old size: the next write lands
+ * on the partial bytes instead of leaving garbage in the middle of the file.
+ */
+async function writeAllAt(fh: FileHandle, chunks: readonly Uint8Array[], position: number): Promise<number> {
+  let at = position;
+  let pending: Uint8Array[] = chunks.filter((c) => c.byteLength > 0);
+  while (pending.length > 0) {
+    const { bytesWritten } = await fh.writev(pending, at);
+    at += bytesWritten;
+    pending = dropBytes(pending, bytesWritten);
+  }
+  return at;
 }
 
 /** The chunks left after the first `n` bytes were written (a short writev). */
