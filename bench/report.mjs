@@ -81,6 +81,7 @@ export function aggregate(trials) {
       gets: pick((t) => (t.workload === 'w2i' ? t.background?.gets : undefined)),
       rows: pick((t) => t.rows ?? t.gets),
       secondScan: pick((t) => t.secondScanRowsPerSec),
+      secondGets: pick((t) => t.secondGetsPerSec),
     });
   }
   const rank = (e) => (ENGINES.includes(e) ? ENGINES.indexOf(e) : ENGINES.length);
@@ -256,11 +257,19 @@ export function markdown(run) {
             status(g),
           ]);
         } else if (w === 'w2') {
-          header = ['engine', 'gets/s', 'get p50 / p99 µs', 'Sluice ÷ engine', 'notes'];
+          header = [
+            'engine',
+            'gets/s',
+            'get p50 / p99 µs',
+            'same gets again, gets/s',
+            'Sluice ÷ engine',
+            'notes',
+          ];
           body.push([
             g.engine,
             range(g.value),
             `${med(g.getP50Us, 1)} / ${med(g.getP99Us, 1)}`,
+            med(g.secondGets),
             r,
             status(g),
           ]);

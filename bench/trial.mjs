@@ -475,12 +475,23 @@ async function main() {
         if (row === undefined || row.value !== loaded.latestValue[id]) errors++;
       }
       const ms = performance.now() - t0;
+      // The same gets again: the first round includes opening (loading) the files they touch,
+      // the second shows the steady-state get path. Reported beside, never instead.
+      let again = 0;
+      const t1 = performance.now();
+      for (; again < done; again++) {
+        if ((again & 255) === 0 && performance.now() - t1 > maxMs) break;
+        const row = await db.get(ids[again]);
+        if (row === undefined || row.value !== loaded.latestValue[ids[again]]) errors++;
+      }
+      const ms2 = performance.now() - t1;
       const peak = rss.stop();
       const a = lat.subarray(0, done).sort();
       result = {
         loadRowsPerSec: load.rowsPerSec,
         loadedRows: load.rows,
         gets: done,
+        secondGetsPerSec: again / (ms2 / 1000),
         partial: partial || load.partial,
         seconds: ms / 1000,
         getsPerSec: done / (ms / 1000),
