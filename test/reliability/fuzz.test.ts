@@ -34,6 +34,27 @@ describe('corruption fuzzing (short, fixed seeds)', () => {
     expect(t.byVerdict['cut-with-warning'] ?? 0).toBeGreaterThan(0);
   }, 120_000);
 
+  it('a cut exactly after a whole record of the newest WAL segment is a shorter log, one byte off is a torn tail', async () => {
+    const file = [...base.files.keys()]
+      .filter((p) => p.startsWith('shard-000/wal/'))
+      .sort()
+      .at(-1)!;
+    const orig = base.files.get(file)!;
+    const second = 24 + new DataView(orig.buffer, orig.byteOffset).getUint32(4, true);
+    expect(second).toBeLessThan(orig.byteLength);
+    const cut = (n: number) => ({
+      file,
+      kind: 'wal' as const,
+      mutation: 'truncate' as const,
+      bytes: orig.slice(0, n),
+    });
+    // The log ends after its first record: nothing is torn, nothing could say it went on.
+    expect(await runComponentCase(base, cut(second))).toEqual({ verdict: 'clean-cut' });
+    // A byte more or less leaves part of a record: replay must say it cut something.
+    expect((await runComponentCase(base, cut(second + 1))).verdict).toBe('cut-with-warning');
+    expect((await runComponentCase(base, cut(second - 1))).verdict).toBe('cut-with-warning');
+  });
+
   it('corrupted tables opened end to end: no untyped error, hang or garbage row', async () => {
     const seed = 4005;
     const rng = new Rng(seed);
