@@ -42,7 +42,6 @@ export class GenerationCache {
    * hashes are cached) instead of building a key per get, which a point lookup would pay.
    */
   readonly #slots = new Map<string, Map<string, Slot>>();
-  #entries = 0;
   #bytes = 0;
   #clock = 0;
   #hits = 0;
@@ -78,7 +77,6 @@ export class GenerationCache {
       this.#slots.set(storage.root, files);
     }
     files.set(entry.file, slot);
-    this.#entries++;
     this.#bytes += slot.bytes;
     const root = storage.root;
     slot.promise.then(
@@ -99,7 +97,7 @@ export class GenerationCache {
 
   get stats(): GenerationCacheStats {
     return {
-      entries: this.#entries,
+      entries: [...this.#slots.values()].reduce((n, files) => n + files.size, 0),
       bytes: this.#bytes,
       hits: this.#hits,
       misses: this.#misses,
@@ -119,7 +117,6 @@ export class GenerationCache {
     if (files?.get(file) !== slot) return;
     files.delete(file);
     if (files.size === 0) this.#slots.delete(root);
-    this.#entries--;
     this.#bytes -= slot.bytes;
   }
 

@@ -257,10 +257,14 @@ export class ShardEngine {
     }
   }
 
-  /** Wakes this shard's pump (producers do the same after committing a record). */
+  /**
+   * Wakes this shard's pump, as producers do after committing a record: the doorbell moves,
+   * so a pump about to wait returns at once, and one already waiting (CB_SLEEPING) is
+   * notified. The order argument is at the pump's wait.
+   */
   #ring(): void {
     Atomics.add(this.#cb, CB_DOORBELL, 1);
-    Atomics.notify(this.#cb, CB_DOORBELL);
+    if (Atomics.load(this.#cb, CB_SLEEPING) !== 0) Atomics.notify(this.#cb, CB_DOORBELL);
   }
 
   #stats(): ShardStats {
@@ -492,10 +496,8 @@ export class ShardEngine {
       this.#fail(err);
     } finally {
       this.#syncing = false;
-      // An idle pump skipped warming pages while this ran: move the doorbell so it looks again
-      // (and wake it if it already sleeps; the order argument is at the pump's wait).
-      Atomics.add(this.#cb, CB_DOORBELL, 1);
-      if (Atomics.load(this.#cb, CB_SLEEPING) !== 0) Atomics.notify(this.#cb, CB_DOORBELL);
+      // An idle pump skipped warming pages while this ran: bring it back to look again.
+      this.#ring();
     }
   }
 

@@ -1,10 +1,9 @@
 import { constants as osConstants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, SluiceError, ioError } from '@sluice/protocol';
-import { stageThrough } from './faulty-storage.js';
+import { stageThrough, stagedLabel } from './faulty-storage.js';
 import type { FaultOp } from './faulty-storage.js';
 import type { AppendFile, StagedObject, Storage, SyncStorage } from './storage.js';
-import { TEMP_PREFIX } from './storage.js';
 
 /**
  * FAULT INJECTION FOR TESTS, ACROSS THREADS. A Storage wrapper driven by a FaultPlan: plain
@@ -112,7 +111,7 @@ export class FaultPlanStorage implements Storage {
 
   /** Counts as a 'delete' of the directory's staged names. */
   clearStaged(dir: string): Promise<number> {
-    return this.#call('delete', `${dir}/${TEMP_PREFIX}staged`, () => this.#inner.clearStaged(dir));
+    return this.#call('delete', stagedLabel(dir), () => this.#inner.clearStaged(dir));
   }
 
   async #call<T>(op: PlanOp, path: string, fn: () => Promise<T>): Promise<T> {

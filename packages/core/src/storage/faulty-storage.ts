@@ -109,7 +109,7 @@ export class FaultyStorage implements Storage {
 
   /** Counts as a 'delete' of the directory's staged names. */
   clearStaged(dir: string): Promise<number> {
-    return this.#call('delete', `${dir}/${TEMP_PREFIX}staged`, () => this.#inner.clearStaged(dir));
+    return this.#call('delete', stagedLabel(dir), () => this.#inner.clearStaged(dir));
   }
 
   async #call<T>(op: FaultOp, path: string, fn: () => Promise<T>): Promise<T> {
@@ -187,9 +187,14 @@ function injected(fault: ArmedFault, op: FaultOp, path: string): Error {
   return ioError(op, path, sys);
 }
 
+/** The path fault rules see for a directory's staged objects (they have no name of their own yet). */
+export function stagedLabel(dir: string): string {
+  return `${dir}/${TEMP_PREFIX}staged`;
+}
+
 /**
  * `inner.stage(dir)`, each call passed through `call` under the operation it stands for:
- * opening as 'openAppend' and each append as 'write' (both on `<dir>/${TEMP_PREFIX}staged`),
+ * opening as 'openAppend' and each append as 'write' (both on stagedLabel(dir)),
  * publishing as 'putIfAbsent' on the final name. Shared by the fault-injecting wrappers.
  */
 export async function stageThrough(
@@ -197,7 +202,7 @@ export async function stageThrough(
   dir: string,
   call: <T>(op: 'openAppend' | 'write' | 'putIfAbsent', path: string, fn: () => Promise<T>) => Promise<T>,
 ): Promise<StagedObject> {
-  const label = `${dir}/${TEMP_PREFIX}staged`;
+  const label = stagedLabel(dir);
   const staged = await call('openAppend', label, () => inner.stage(dir));
   return {
     get size() {
