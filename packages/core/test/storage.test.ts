@@ -81,6 +81,19 @@ function storageConformance(name: string, make: (dir: string) => Storage): void 
       expect(err.details.errno).toBe('ENOENT');
     });
 
+    it('getRange into a reused buffer returns the same bytes as a fresh read', async () => {
+      await storage.putIfAbsent('obj', bytes('0123456789'));
+      const into = new Uint8Array(6).fill(0x2e);
+      expect(text(await storage.getRange('obj', 2, 4, into))).toBe('2345');
+      // Reused for the next read: the earlier view's contents are the caller's to drop.
+      expect(text(await storage.getRange('obj', 6, 6, into))).toBe('6789');
+      // Too small a buffer is not an error: the read is served from a buffer of its own.
+      expect(text(await storage.getRange('obj', 0, 10, new Uint8Array(3)))).toBe('0123456789');
+      expect((await storage.getRange('obj', 10, 5, into)).byteLength).toBe(0);
+      const err = await rejection(storage.getRange('missing', 0, 1, into));
+      expect(err.code).toBe(ErrorCode.IO);
+    });
+
     it('list returns sorted paths relative to the prefix', async () => {
       expect(await storage.list('')).toEqual([]);
       expect(await storage.list('nothing/here')).toEqual([]);

@@ -74,7 +74,9 @@ export class Broker {
     this.#queueBytes = Math.min(64 << 20, Math.max(4 << 20, init.options.memtableBytes));
     this.#pool = new Piscina({
       filename: FLUSH_WORKER_URL.href,
-      minThreads: 1,
+      // No flush thread until the first flush: at open it would compete with the shard threads
+      // booting and replaying their WALs (a flush thread loads apache-arrow) for the cores.
+      minThreads: 0,
       maxThreads: init.options.flushThreads,
       idleTimeout: 30_000,
     });

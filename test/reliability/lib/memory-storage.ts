@@ -34,11 +34,14 @@ export class MemoryStorage implements Storage {
     return f === undefined ? undefined : copy(f);
   }
 
-  async getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
+  async getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const f = this.files.get(checkPath(path));
     if (f === undefined)
       throw ioError('getRange', path, Object.assign(new Error('missing'), { code: 'ENOENT' }));
-    return copy(f.subarray(offset, offset + length));
+    const bytes = f.subarray(offset, offset + length);
+    if (into === undefined || into.byteLength < bytes.byteLength) return copy(bytes);
+    into.set(bytes);
+    return into.subarray(0, bytes.byteLength);
   }
 
   async size(path: string): Promise<number | undefined> {

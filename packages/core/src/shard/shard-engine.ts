@@ -167,6 +167,7 @@ export class ShardEngine {
   async start(): Promise<void> {
     try {
       let rows = 0;
+      let scratch = new Uint8Array(0);
       const report = await replayWal(
         this.#storage,
         this.#prefix,
@@ -174,7 +175,12 @@ export class ShardEngine {
         async (lsn, payload) => {
           // The payload view is only valid during the callback and may be unaligned: copy it
           // (applying may wait for a spare memtable, and typed views need 8-byte alignment).
-          const batch = viewBatch(this.#schema, payload.slice());
+          // One scratch buffer serves every record: the batch is dead once #apply settles,
+          // and replay hands over the next record only after that.
+          if (scratch.byteLength < payload.byteLength)
+            scratch = new Uint8Array(Math.max(payload.byteLength, 2 * scratch.byteLength));
+          scratch.set(payload);
+          const batch = viewBatch(this.#schema, scratch.subarray(0, payload.byteLength));
           rows += batch.rows;
           await this.#apply(batch, lsn);
           // Replayed rows are durable already: publish each freeze at once, so the broker

@@ -68,8 +68,8 @@ export class FaultyStorage implements Storage {
     return this.#call('get', path, () => this.#inner.get(path));
   }
 
-  getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.#call('getRange', path, () => this.#inner.getRange(path, offset, length));
+  getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    return this.#call('getRange', path, () => this.#inner.getRange(path, offset, length, into));
   }
 
   size(path: string): Promise<number | undefined> {

@@ -128,7 +128,7 @@ export class LocalStorage implements Storage {
     }
   }
 
-  async getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
+  async getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     const abs = this.#abs(path);
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
       throw new SluiceError(
@@ -141,7 +141,10 @@ export class LocalStorage implements Storage {
       fh = await open(abs, 'r');
       // Clamp to the file so a generous `length` never allocates more than exists.
       const available = Math.max(0, Math.min(length, (await fh.stat()).size - offset));
-      const buf = Buffer.allocUnsafe(available);
+      const buf =
+        into !== undefined && into.byteLength >= available
+          ? into.subarray(0, available)
+          : Buffer.allocUnsafe(available);
       let filled = 0;
       while (filled < available) {
         const { bytesRead } = await fh.read(buf, filled, available - filled, offset + filled);

@@ -74,8 +74,8 @@ export class PowerLossStorage implements Storage {
     return this.#inner.get(path);
   }
 
-  getRange(path: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.#inner.getRange(path, offset, length);
+  getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    return this.#inner.getRange(path, offset, length, into);
   }
 
   size(path: string): Promise<number | undefined> {

@@ -29,8 +29,14 @@ export interface Storage {
   /**
    * `length` bytes starting at `offset`; fewer if the object ends first (an empty array
    * when `offset` is at or past the end). A missing object fails with SLUICE_IO (ENOENT).
+   *
+   * `into`, when given, is a buffer the caller reuses from read to read: an implementation
+   * may read into it (from its start) instead of allocating, when the bytes fit. Callers use
+   * the returned view, which may or may not be a view of `into`, and must not rely on
+   * `into`'s contents otherwise. Reusing one buffer matters where first touching fresh
+   * memory is costly: a read loop over a large file then maps its buffer once.
    */
-  getRange(path: string, offset: number, length: number): Promise<Uint8Array>;
+  getRange(path: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   /** Size in bytes, or undefined if the object does not exist. */
   size(path: string): Promise<number | undefined>;
   /**

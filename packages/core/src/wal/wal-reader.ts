@@ -82,6 +82,10 @@ export async function replayWal(
     );
   }
 
+  // One read buffer for the whole replay, reused by every window of every segment: a fresh
+  // buffer per window would first-touch its pages on every read, which costs more than the
+  // read itself on hosts where page faults are slow.
+  const buffer = { bytes: new Uint8Array(0) };
   let expected = (segments[first] as WalSegment).start;
   let records = 0;
   let bytes = 0;
@@ -96,7 +100,7 @@ export async function replayWal(
     // writer that was fenced: its successor started the next segment at the LSN after what it
     // replayed, so anything the fenced writer appended later is superseded, never replayed.
     const end = segments[i + 1]?.start ?? Infinity;
-    const read = await replaySegment(storage, segment, fromLsn, onRecord, chunkBytes, end);
+    const read = await replaySegment(storage, segment, fromLsn, onRecord, chunkBytes, end, buffer);
     expected = read.nextLsn;
     records += read.records;
     bytes += read.bytes;
@@ -154,6 +158,7 @@ async function replaySegment(
   onRecord: (lsn: number, payload: Uint8Array) => void | Promise<void>,
   chunkBytes: number,
   endLsn: number,
+  buffer: { bytes: Uint8Array },
 ): Promise<SegmentRead> {
   const { path } = segment;
   const size = await storage.size(path);
@@ -164,14 +169,18 @@ async function replaySegment(
       Object.assign(new Error('segment vanished during replay'), { code: 'ENOENT' }),
     );
   }
-  // A window of the file; records inside it are handed over as views, a record larger than
-  // the window is read whole in one call. Memory stays at max(chunkBytes, largest record).
+  // A window of the file, read into `buffer`; records inside it are handed over as views
+  // (valid until the next fill, which only happens after onRecord has settled), a record
+  // larger than the window is read whole in one call. Memory stays at max(chunkBytes,
+  // largest record).
   let window: Uint8Array = new Uint8Array(0);
   let windowAt = 0;
   const inWindow = (at: number, length: number): boolean =>
     at >= windowAt && at + length <= windowAt + window.byteLength;
   const fill = async (at: number, length: number): Promise<void> => {
-    window = await storage.getRange(path, at, Math.min(size - at, Math.max(length, chunkBytes)));
+    const want = Math.min(size - at, Math.max(length, chunkBytes));
+    if (buffer.bytes.byteLength < want) buffer.bytes = new Uint8Array(want);
+    window = await storage.getRange(path, at, want, buffer.bytes);
     windowAt = at;
   };
   const view = (at: number, length: number): Uint8Array =>
