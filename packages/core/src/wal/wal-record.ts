@@ -31,7 +31,16 @@ const TWO_POW_32 = 0x1_0000_0000;
  * protects exactly the bytes that will be written.
  */
 export function encodeRecord(lsn: number, parts: readonly Uint8Array[], payloadLength: number): Buffer {
-  const record = Buffer.allocUnsafe(WAL_HEADER_BYTES + payloadLength);
+  return encodeRecordInto(Buffer.allocUnsafe(WAL_HEADER_BYTES + payloadLength), lsn, parts, payloadLength);
+}
+
+/** encodeRecord into `record`, which holds exactly WAL_HEADER_BYTES + payloadLength bytes. */
+export function encodeRecordInto(
+  record: Buffer,
+  lsn: number,
+  parts: readonly Uint8Array[],
+  payloadLength: number,
+): Buffer {
   record.writeUInt32LE(WAL_MAGIC, kMagicField);
   record.writeUInt32LE(payloadLength, kLengthField);
   // `>>> 0` keeps the low 32 bits of any safe integer; the division yields the high bits.

@@ -1,12 +1,17 @@
 import { ErrorCode, SluiceError, ioError } from '@sluice/protocol';
 import type { AppendFile, Storage } from '../storage/storage.js';
-import { WAL_MAX_PAYLOAD, encodeRecord } from './wal-record.js';
+import { WAL_HEADER_BYTES, WAL_MAX_PAYLOAD, encodeRecordInto } from './wal-record.js';
 import type { WalSegment } from './wal-segments.js';
 import { listSegments, segmentPath } from './wal-segments.js';
 
 interface ClosedSegment extends WalSegment {
   readonly bytes: number;
 }
+
+/** Bytes of one slab of record memory; larger records get a buffer of their own. */
+const SLAB_BYTES = 1 << 20;
+/** Slabs kept for reuse: a few group commits' worth of records. */
+const SPARE_SLABS = 4;
 
 /**
  * The write-ahead log of one shard. `append` is synchronous and only queues bytes;
@@ -37,6 +42,11 @@ export class WalWriter {
   /** Closed segments still on storage, oldest first; all start before #segmentStart. */
   readonly #closed: ClosedSegment[];
   #queue: Buffer[] = [];
+  /** Record memory (see #recordBuffer): the slab being filled, slabs whose records are queued, spares. */
+  #slab: Buffer | null = null;
+  #slabUsed = 0;
+  #slabsQueued: Buffer[] = [];
+  readonly #spareSlabs: Buffer[] = [];
   #nextLsn: number;
   /** Last LSN handed to the OS (written to a segment file). */
   #writtenLsn: number;
@@ -138,7 +148,7 @@ export class WalWriter {
       throw new RangeError(`WAL payload must be at most ${WAL_MAX_PAYLOAD} bytes, got ${length}`);
     }
     const lsn = this.#nextLsn;
-    const record = encodeRecord(lsn, parts, length);
+    const record = encodeRecordInto(this.#recordBuffer(WAL_HEADER_BYTES + length), lsn, parts, length);
     this.#queue.push(record);
     this.#nextLsn = lsn + 1;
     this.#bytes += record.byteLength;
@@ -259,6 +269,25 @@ export class WalWriter {
     );
   }
 
+  /**
+   * Memory for one record. Records are carved from reused slabs rather than allocated one
+   * by one: a fresh buffer per record is fresh memory (the thread allocates little else, so
+   * garbage collection rarely hands memory back for reuse), and first-touching its pages
+   * can cost more than copying the record in. A slab goes back to the spares once the write
+   * that carries its records has returned (storage keeps no reference to written chunks).
+   */
+  #recordBuffer(bytes: number): Buffer {
+    if (bytes > SLAB_BYTES) return Buffer.allocUnsafe(bytes);
+    if (this.#slab === null || this.#slabUsed + bytes > SLAB_BYTES) {
+      this.#slab = this.#spareSlabs.pop() ?? Buffer.allocUnsafeSlow(SLAB_BYTES);
+      this.#slabUsed = 0;
+      this.#slabsQueued.push(this.#slab);
+    }
+    const at = this.#slabUsed;
+    this.#slabUsed += bytes;
+    return this.#slab.subarray(at, at + bytes);
+  }
+
   /** Runs under the write lock. */
   async #writeQueued(): Promise<void> {
     this.#throwIfFailed();
@@ -268,7 +297,16 @@ export class WalWriter {
     // reading nextLsn: `last` is exactly the LSN of the last record in `chunks`.
     const last = this.#nextLsn - 1;
     this.#queue = [];
-    await this.#guard(() => this.#file.write(chunks));
+    // The slabs behind these records are sealed: later records go to another slab, so once
+    // the write returns nothing in them is still needed.
+    const slabs = this.#slabsQueued;
+    this.#slabsQueued = [];
+    this.#slab = null;
+    try {
+      await this.#guard(() => this.#file.write(chunks));
+    } finally {
+      for (const s of slabs) if (this.#spareSlabs.length < SPARE_SLABS) this.#spareSlabs.push(s);
+    }
     this.#writtenLsn = last;
   }
 
