@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, isSluiceError } from '@sluice/protocol';
 import type { SluiceError } from '@sluice/protocol';
 import { LocalStorage } from '../src/storage/local-storage.js';
+import type { AppendFile } from '../src/storage/storage.js';
 import type { ReplayOptions } from '../src/wal/wal-reader.js';
 import { replayWal } from '../src/wal/wal-reader.js';
 import { WAL_HEADER_BYTES } from '../src/wal/wal-record.js';
@@ -144,6 +145,52 @@ describe('WalWriter + replayWal round trip', () => {
       expect(r.truncated).toBeNull();
     }
     expect(warnings).toEqual([]);
+  });
+
+  it('appends made while a write is in flight never touch the bytes being written', async () => {
+    // A storage whose writes wait at a gate, then copy what the chunks hold at that moment:
+    // a writer that reused the memory of queued records too early would be caught here.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let entered!: () => void;
+    const inFlight = new Promise<void>((resolve) => (entered = resolve));
+    const openGated = async (path: string): Promise<AppendFile> => {
+      const file = await storage.openAppend(path);
+      return {
+        get size() {
+          return file.size;
+        },
+        write: async (chunks) => {
+          entered();
+          await gate;
+          await file.write(chunks.map((c) => Buffer.from(c)));
+        },
+        sync: () => file.sync(),
+        truncate: (n) => file.truncate(n),
+        close: () => file.close(),
+      };
+    };
+    const gated = new Proxy(storage, {
+      get(target, key) {
+        if (key === 'openAppend') return openGated;
+        const value: unknown = Reflect.get(target, key, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const wal = await WalWriter.open(gated, SHARD, 1);
+    // Sizes from a few bytes to past a whole slab of record memory (1 MiB).
+    const sizes = [5, 300_000, 700_000, 64, 1_200_000, 90_000, 400_000, 7];
+    const first = sizes.slice(0, 4).map((n, i) => wal.append(payloadOf(i + 1, n)));
+    const writing = wal.writePending();
+    await inFlight;
+    for (let i = 4; i < sizes.length; i++) wal.append(payloadOf(i + 1, sizes[i]));
+    open();
+    await writing;
+    await wal.close();
+    expect(first).toEqual([1, 2, 3, 4]);
+    const { got } = await replay(1);
+    expect(got.map((r) => r.lsn)).toEqual(range(1, sizes.length));
+    got.forEach((r, i) => expect(r.payload.equals(payloadOf(i + 1, sizes[i]))).toBe(true));
   });
 
   it('coalesces appends made during a sync into the next sync', async () => {
