@@ -157,6 +157,7 @@ describe('WalWriter + replayWal round trip', () => {
     const openGated = async (path: string): Promise<AppendFile> => {
       const file = await storage.openAppend(path);
       return {
+        path: file.path,
         get size() {
           return file.size;
         },
