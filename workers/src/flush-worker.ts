@@ -12,28 +12,8 @@ import {
   writeGeneration,
 } from '@sluice/core';
 import type { GenerationWritten, Storage } from '@sluice/core';
-import { setPriority } from 'node:os';
 import { toWire } from '@sluice/protocol';
 import type { FlushTask, WireError } from '@sluice/protocol';
-
-/**
- * A flush is background work; the shard threads and the callers' threads are what a put waits
- * for. When there are fewer cores than busy threads, an equal share for the flush thread
- * means a shard is preempted in the middle of a put now and then, and with a put spread over
- * several shards every put waits for the slowest one. A higher nice value lets the flush run
- * in the gaps instead. It cannot fall behind for long: unflushed memory is bounded, and once
- * writers wait for it they leave the cores to it. On Linux a nice value belongs to one
- * thread and setPriority() without a pid sets the calling thread's; elsewhere it would
- * lower the whole process, so it is left alone there.
- */
-const FLUSH_THREAD_NICE = 10;
-if (process.platform === 'linux') {
-  try {
-    setPriority(FLUSH_THREAD_NICE);
-  } catch {
-    // Not permitted here: flush at the normal priority.
-  }
-}
 
 export type FlushResult = { ok: true; entry: GenerationWritten } | { ok: false; error: WireError };
 
