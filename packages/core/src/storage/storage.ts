@@ -98,7 +98,11 @@ export interface AppendFile {
   readonly path: string;
   /** Bytes written so far, including bytes that existed when the file was opened. */
   readonly size: number;
-  /** Writes all chunks at the current end (one writev); `size` grows only on success. */
+  /**
+   * Writes all chunks at the current end (one writev); `size` grows only on success. Once the
+   * promise settles the file holds no reference to the chunks, so the caller may reuse their
+   * memory (the WAL writer recycles its record slabs after each write).
+   */
   write(chunks: readonly Uint8Array[]): Promise<void>;
   /** Makes every byte written so far durable (fdatasync). */
   sync(): Promise<void>;
