@@ -48,8 +48,21 @@ export function writeControl(cb: Int32Array, update: (cb: Int32Array) => void): 
   }
 }
 
-/** Reads the published sources as one consistent cut (sequence-lock read side, never blocks writers). */
+/**
+ * How long a reader retries a control block that stays mid-update before it gives up. A
+ * writer's critical section is a handful of stores; one that does not finish in this time
+ * died inside it (a terminated shard thread), and the broker repairs the block only once its
+ * own thread gets to run, which a reader spinning on that thread would prevent forever.
+ */
+const STUCK_WRITER_MS = 1000;
+
+/**
+ * Reads the published sources as one consistent cut (sequence-lock read side, never blocks
+ * writers). Fails with SLUICE_SHARD_CRASHED if a writer stays mid-update for STUCK_WRITER_MS.
+ */
 export function readControl(cb: Int32Array): PublishedSources {
+  let spins = 0;
+  let since = 0;
   for (;;) {
     const s1 = Atomics.load(cb, CB_SEQ);
     if ((s1 & 1) === 0) {
@@ -69,7 +82,19 @@ export function readControl(cb: Int32Array): PublishedSources {
       };
       if (Atomics.load(cb, CB_SEQ) === s1) return out;
     }
-    // A writer is mid-update (a few stores): retry. Spinning is bounded by the writer's critical section.
+    // A writer is mid-update (a few stores): retry. The clock is read only now and then, so a
+    // normal retry costs nothing extra.
+    if (++spins >= 4096) {
+      spins = 0;
+      const now = performance.now();
+      if (since === 0) since = now;
+      else if (now - since > STUCK_WRITER_MS) {
+        throw new SluiceError(
+          ErrorCode.SHARD_CRASHED,
+          `a shard's control block stayed mid-update for over ${STUCK_WRITER_MS} ms: its thread died while publishing; the shard is restarted, retry`,
+        );
+      }
+    }
   }
 }
 

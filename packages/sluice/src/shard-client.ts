@@ -8,7 +8,7 @@ import type {
   ShardEvent,
   ShardRequest,
 } from '@sluice/protocol';
-import { markFailed } from '@sluice/core';
+import { markFailed, releaseDeadWriter } from '@sluice/core';
 import type { Memtable } from '@sluice/core';
 
 const SHARD_WORKER_URL = new URL(import.meta.resolve('@sluice/workers/shard'));
@@ -114,6 +114,10 @@ export class ShardClient {
         );
       });
       worker.on('exit', (code) => {
+        // The thread is gone: if it died inside a control-block write, release that write now,
+        // before anything on this thread reads the block (a reader would otherwise retry until
+        // it gives up, and the restart that also repairs it may come later).
+        if (incarnation === this.#incarnation) releaseDeadWriter(this.control);
         fail(
           new SluiceError(
             ErrorCode.SHARD_CRASHED,
@@ -175,7 +179,10 @@ export class ShardClient {
 
   /** Test hook: kills the shard thread as a crash would. */
   async crash(): Promise<void> {
+    const incarnation = this.#incarnation;
     await this.#worker?.terminate();
+    // Unless a restart already began (it releases the block itself, then a live thread owns it).
+    if (incarnation === this.#incarnation) releaseDeadWriter(this.control);
   }
 
   /** Stops a failed shard's thread before a restart. */
