@@ -26,15 +26,11 @@ export const WAL_MAX_PAYLOAD = Math.min(0xffff_ffff, bufferConstants.MAX_LENGTH 
 const TWO_POW_32 = 0x1_0000_0000;
 
 /**
- * Encodes header + payload into one fresh buffer. The payload is copied, so the caller may
- * reuse its memory as soon as this returns; the crc is computed over the copy, so it
- * protects exactly the bytes that will be written.
+ * Encodes header + payload into `record`, which holds exactly WAL_HEADER_BYTES +
+ * payloadLength bytes. The payload is copied, so the caller may reuse its memory as soon as
+ * this returns; the crc is computed over the copy, so it protects exactly the bytes that
+ * will be written.
  */
-export function encodeRecord(lsn: number, parts: readonly Uint8Array[], payloadLength: number): Buffer {
-  return encodeRecordInto(Buffer.allocUnsafe(WAL_HEADER_BYTES + payloadLength), lsn, parts, payloadLength);
-}
-
-/** encodeRecord into `record`, which holds exactly WAL_HEADER_BYTES + payloadLength bytes. */
 export function encodeRecordInto(
   record: Buffer,
   lsn: number,

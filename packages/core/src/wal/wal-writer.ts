@@ -42,10 +42,12 @@ export class WalWriter {
   /** Closed segments still on storage, oldest first; all start before #segmentStart. */
   readonly #closed: ClosedSegment[];
   #queue: Buffer[] = [];
-  /** Record memory (see #recordBuffer): the slab being filled, slabs whose records are queued, spares. */
-  #slab: Buffer | null = null;
-  #slabUsed = 0;
+  /**
+   * Record memory (see #recordBuffer): slabs holding queued records, the last one being filled
+   * (#slabUsed bytes of it taken), and spares.
+   */
   #slabsQueued: Buffer[] = [];
+  #slabUsed = 0;
   readonly #spareSlabs: Buffer[] = [];
   #nextLsn: number;
   /** Last LSN handed to the OS (written to a segment file). */
@@ -278,14 +280,15 @@ export class WalWriter {
    */
   #recordBuffer(bytes: number): Buffer {
     if (bytes > SLAB_BYTES) return Buffer.allocUnsafe(bytes);
-    if (this.#slab === null || this.#slabUsed + bytes > SLAB_BYTES) {
-      this.#slab = this.#spareSlabs.pop() ?? Buffer.allocUnsafeSlow(SLAB_BYTES);
+    let slab = this.#slabsQueued.at(-1);
+    if (slab === undefined || this.#slabUsed + bytes > SLAB_BYTES) {
+      slab = this.#spareSlabs.pop() ?? Buffer.allocUnsafeSlow(SLAB_BYTES);
+      this.#slabsQueued.push(slab);
       this.#slabUsed = 0;
-      this.#slabsQueued.push(this.#slab);
     }
     const at = this.#slabUsed;
     this.#slabUsed += bytes;
-    return this.#slab.subarray(at, at + bytes);
+    return slab.subarray(at, at + bytes);
   }
 
   /** Runs under the write lock. */
@@ -297,11 +300,10 @@ export class WalWriter {
     // reading nextLsn: `last` is exactly the LSN of the last record in `chunks`.
     const last = this.#nextLsn - 1;
     this.#queue = [];
-    // The slabs behind these records are sealed: later records go to another slab, so once
-    // the write returns nothing in them is still needed.
+    // The slabs behind these records are sealed (a new list, so later records go to another
+    // slab): once the write returns nothing in them is still needed.
     const slabs = this.#slabsQueued;
     this.#slabsQueued = [];
-    this.#slab = null;
     try {
       await this.#guard(() => this.#file.write(chunks));
     } finally {
