@@ -8,6 +8,7 @@ import path from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
 import { CB_FROZEN_BASE, CB_FROZEN_COUNT, CB_LOCK, CB_SEQ } from '@sluice/protocol';
 import { afterAll, describe, expect, it } from 'vitest';
+import { FaultControl } from '@sluice/core';
 import { SluiceError, open } from 'sluice';
 import type { Db } from 'sluice';
 import {
@@ -246,6 +247,61 @@ describe('a crashed shard thread', () => {
     await db.put(second);
     model.put(second);
     await settleWithin(db.flush(), 20_000, 'db.flush() after the repair');
+    expect(db.stats().shards[0]!.frozen).toBe(0);
+    await checkModel(db, model);
+    await db.close();
+    db = await open(dir, { onWarning: () => undefined });
+    await checkModel(db, model);
+    await db.close();
+  });
+
+  /**
+   * Regression. A thread that dies between publishing a frozen memtable and reporting it
+   * leaves an orphan in the control block, and its restart replays the orphan's records into
+   * new memtables that freeze during the replay. One of those used to commit before the replay
+   * was over, while the orphan still sat in front of it: the retire was refused, its throw left
+   * the sequence odd, and every reader then failed. The report is dropped here (the broker's
+   * view of such a death) and the replay's last WAL sync held, so its flush surely commits first.
+   */
+  it('a frozen memtable the dead thread never reported: memtables frozen during the replay commit only after it is gone', async () => {
+    const dir = await tempDir('crash-orphan-replay');
+    const warnings: string[] = [];
+    const control = FaultControl.create([{ op: 'sync', path: '/wal/', action: 'DELAY', delayMs: 1500 }]);
+    control.disarm();
+    let db = await openTable(dir, {
+      shards: 1,
+      memtableBytes: 32 << 10,
+      onWarning: (m) => warnings.push(m),
+      faults: { shard: { plan: control.plan } },
+    });
+    const lc = lifecycle(db, 0);
+    const model = new Model();
+    let orphan: number | undefined;
+    const report = lc.onFrozen.bind(lc);
+    lc.onFrozen = (info) => {
+      if (orphan === undefined) orphan = info.gen;
+      else report(info);
+    };
+    let version = 0;
+    const round = async (): Promise<void> => {
+      version++;
+      const rows = Array.from({ length: 50 }, (_, i) => row(i + 50 * (version % 7), version));
+      await db.put(rows);
+      model.put(rows);
+    };
+    while (orphan === undefined) await round();
+    for (let i = 0; i < 3; i++) await round();
+    const flushesBefore = lc.flushes;
+    control.arm();
+    await crashAndRestart(db, 0, warnings);
+    expect(control.hits()).toBe(1);
+    // The replay froze (and flushed) at least one memtable before it was ready.
+    expect(lc.flushes).toBeGreaterThan(flushesBefore);
+    expect(warnings.some((w) => w.includes(`dropped frozen memtable(s) ${orphan}`))).toBe(true);
+    expect(warnings.filter((w) => w.includes('SLUICE_INTERNAL'))).toEqual([]);
+    await checkModel(db, model);
+    for (let i = 0; i < 10; i++) await round();
+    await settleWithin(db.flush(), 20_000, 'db.flush() after the restart');
     expect(db.stats().shards[0]!.frozen).toBe(0);
     await checkModel(db, model);
     await db.close();

@@ -33,16 +33,20 @@ export interface PublishedSources {
  * Runs `update` as one sequence-lock write. Critical sections are a handful of stores, so the
  * lock spins briefly and then sleeps on the slot (Atomics.wait is allowed on Node's main thread
  * too) rather than burning a core if the holder was descheduled.
+ *
+ * An `update` checks everything it needs before its first store, so one that throws has
+ * changed nothing; the sequence is made even again in `finally` all the same, because an odd
+ * sequence left behind would make every reader retry until it gives up.
  */
 export function writeControl(cb: Int32Array, update: (cb: Int32Array) => void): void {
   for (let spins = 0; Atomics.compareExchange(cb, CB_LOCK, 0, 1) !== 0; spins++) {
     if (spins > 200) Atomics.wait(cb, CB_LOCK, 1, 1);
   }
+  Atomics.add(cb, CB_SEQ, 1); // odd: readers retry until the matching increment below
   try {
-    Atomics.add(cb, CB_SEQ, 1); // odd: readers retry until the matching increment below
     update(cb);
-    Atomics.add(cb, CB_SEQ, 1);
   } finally {
+    Atomics.add(cb, CB_SEQ, 1);
     Atomics.store(cb, CB_LOCK, 0);
     Atomics.notify(cb, CB_LOCK, 1);
   }
@@ -107,8 +111,10 @@ export function publishShardState(
 ): void {
   writeControl(cb, (c) => {
     let n = Atomics.load(c, CB_FROZEN_COUNT);
+    if (n + frozen.length > CB_MAX_FROZEN) {
+      throw new SluiceError(ErrorCode.INTERNAL, 'control block frozen list overflow');
+    }
     for (const f of frozen) {
-      if (n >= CB_MAX_FROZEN) throw new SluiceError(ErrorCode.INTERNAL, 'control block frozen list overflow');
       Atomics.store(c, CB_FROZEN_BASE + 2 * n, f.gen);
       Atomics.store(c, CB_FROZEN_BASE + 2 * n + 1, f.rows);
       n++;

@@ -109,7 +109,7 @@ export class Broker {
             announceMemtable: (mt) =>
               this.#announce({ kind: 'memtable', shard: s, gen: mt.generation, buffer: mt.buffer }),
             announceManifest: (m) => this.#announce({ kind: 'manifest', shard: s, manifest: m }),
-            fenced: (err) => this.#fail(err),
+            fatal: (err) => this.#fail(err),
             warn: (m) => init.options.onWarning(m),
           },
           init.stores[s]!,

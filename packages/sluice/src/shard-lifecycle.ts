@@ -5,6 +5,7 @@ import {
   memtableLayout,
   planMemtable,
   pruneFrozen,
+  readControl,
   releaseDeadWriter,
   retireFrozen,
   schemaToJson,
@@ -37,7 +38,8 @@ export interface LifecycleContext {
   announceMemtable(mt: Memtable): void;
   /** Tell readers on other threads about a manifest before the control block makes it current. */
   announceManifest(m: Manifest): void;
-  fenced(err: SluiceError): void;
+  /** Writes cannot go on (fenced, or an invariant broke): fail the table with `err`. */
+  fatal(err: SluiceError): void;
   warn(message: string): void;
 }
 
@@ -89,6 +91,15 @@ export class ShardLifecycle {
   #sparesOut = 0;
   #nextGen: number;
   #committing = false;
+  /**
+   * Set while a restarted shard replays, if its dead thread left orphans (frozen memtables it
+   * published but never reported): the generations known before the restart, the only ones
+   * that may commit until the orphans are pruned. In the control block the orphans sit after
+   * those and before everything the new thread freezes, and a retire removes the oldest
+   * entry only; the new thread's memtables commit once the orphans are gone. Kept across a
+   * failed restart attempt: the first dead thread's orphans are still in front.
+   */
+  #commitOnly: ReadonlySet<number> | null = null;
   #closing = false;
   #retireWaiters: { gen: number; resolve: () => void; reject: (e: SluiceError) => void }[] = [];
   #avgUtf8: number[];
@@ -203,6 +214,9 @@ export class ShardLifecycle {
     releaseDeadWriter(this.client.control);
     const before = new Set(this.memtables.keys());
     const frozenGens = new Set(this.#frozen.map((f) => f.memtable.generation));
+    if (readControl(this.client.control).frozen.some((f) => !frozenGens.has(f.gen))) {
+      this.#commitOnly ??= frozenGens;
+    }
     const active = this.allocate();
     const spares = Array.from({ length: SPARES }, () => this.allocate());
     this.#sparesOut = SPARES;
@@ -243,6 +257,9 @@ export class ShardLifecycle {
         `shard ${this.shard}: dropped frozen memtable(s) ${orphans.join(', ')} of the dead thread (replayed)`,
       );
     }
+    // The new thread's memtables are now right behind the ones known before: they may commit.
+    this.#commitOnly = null;
+    this.#commitReady();
     // The previous incarnation's active and spare memtables are unreachable now (frozen ones stay).
     for (const gen of before) if (!frozenGens.has(gen)) this.memtables.delete(gen);
     return report;
@@ -359,6 +376,7 @@ export class ShardLifecycle {
     if (this.#committing) return;
     const head = this.#frozen[0];
     if (!head || head.state !== 'written') return;
+    if (this.#commitOnly && !this.#commitOnly.has(head.memtable.generation)) return;
     this.#committing = true;
     head.state = 'committing';
     this.#track(
@@ -391,7 +409,7 @@ export class ShardLifecycle {
       const e =
         err instanceof SluiceError ? err : fromWire({ code: ErrorCode.INTERNAL, message: String(err) });
       if (e.code === ErrorCode.FENCED) {
-        this.#ctx.fenced(e);
+        this.#ctx.fatal(e);
         this.fail(e);
         return;
       }
@@ -405,7 +423,17 @@ export class ShardLifecycle {
     this.#manifests.set(next.version, next);
     this.#manifests.delete(next.version - 8);
     this.#ctx.announceManifest(next);
-    retireFrozen(this.client.control, written.gen, next.version);
+    try {
+      retireFrozen(this.client.control, written.gen, next.version);
+    } catch (err) {
+      // Refused before any store (the block is unchanged and readable): the memtable stays
+      // published and the file is listed too, so nothing is unreadable, but the broker's
+      // view no longer matches the block. Stop writes rather than guess.
+      const e = err instanceof SluiceError ? err : new SluiceError(ErrorCode.INTERNAL, String(err));
+      this.#ctx.fatal(e);
+      this.fail(e);
+      return;
+    }
     this.#frozen.shift();
     this.memtables.delete(written.gen);
     // Keep the buffer for a later generation: its pages are already faulted in.
