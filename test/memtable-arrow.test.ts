@@ -151,9 +151,13 @@ describe('scan().toArrow() without copying where rows are already deduplicated',
   });
 
   it('mixes zero-copy memtable and file batches with gathered ones into one well-formed table', async () => {
-    const db = await openTable(await tempDir('scan-mixed'), { shards: 1 });
+    const dir = await tempDir('scan-mixed');
+    let db = await openTable(dir, { shards: 1 });
     await db.put(rows(0, 100, 1));
     await db.flush(); // file: ids 0..99
+    // Reopened, so the file is read from disk (not from its flushed memtable, kept in memory).
+    await db.close();
+    db = await openTable(dir, { shards: 1 });
     await db.put(rows(1000, 50, 1)); // active memtable: new keys only
     let t = await db.scan().toArrow();
     expect(t.numRows).toBe(150);

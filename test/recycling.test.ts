@@ -4,7 +4,7 @@
  * and recycles happen before it is consumed.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { readControl } from '@sluice/core';
+import { FaultControl, readControl } from '@sluice/core';
 import { open } from 'sluice';
 import { cleanupDirs, internals, tempDir } from './support.js';
 
@@ -55,6 +55,69 @@ describe('memtable recycling', () => {
     }
     expect(inUse().some((m) => pinned.has(m.buffer))).toBe(true);
     expect(lcs[0]!.recycled).toBeGreaterThan(0);
+    await db.close();
+  });
+
+  it('a flushed generation is read from its retired memtable until the buffer is recycled, then from its file', async () => {
+    // No fault rules: the plan only counts the main thread's storage calls (file loads are `get`s).
+    const storage = FaultControl.create([]);
+    const db = await open(await tempDir('retained'), {
+      schema: { id: 'int64', v: 'int32', s: 'utf8' },
+      primaryKey: 'id',
+      shards: 1,
+      memtableBytes: 32 << 10,
+      onWarning: () => undefined,
+      faults: { main: { plan: storage.plan } },
+    });
+    const rowsOf = (from: number, n: number, v: number) =>
+      Array.from({ length: n }, (_, i) => ({ id: from + i, v, s: `v${v}-${from + i}` }));
+    const lc = internals(db).broker.lifecycles[0]!;
+    await db.put(rowsOf(0, 300, 1));
+    await db.put(rowsOf(0, 10, 2)); // newer versions in the same memtable
+    await db.delete([5, 250]); // tombstones in it too
+    await db.flush();
+    const gen = lc.manifest.generations.at(-1)!.gen;
+    const kept = lc.retained(gen);
+    expect(kept?.rows).toBe(312);
+    const expectRow = (id: number, r: Record<string, unknown> | undefined): void => {
+      const v = id === 5 || id === 250 || id >= 300 ? undefined : id < 10 ? 2 : 1;
+      expect(r === undefined ? undefined : [r.id, r.v, r.s], `id ${id}`).toEqual(
+        v === undefined ? undefined : [BigInt(id), v, `v${v}-${id}`],
+      );
+    };
+    const ids = [0, 5, 9, 10, 250, 299, 300];
+    const loads = storage.calls('get');
+    for (const id of ids) expectRow(id, await db.get(id));
+    (await db.getMany(ids)).forEach((r, i) => expectRow(ids[i]!, r));
+    const t = await db.scan({ columns: ['id', 'v', 's'] }).toArray();
+    expect(t).toHaveLength(298);
+    for (const r of t) expectRow(Number(r.id), r);
+    // All of it from the memtable: the file was never read.
+    expect(storage.calls('get')).toBe(loads);
+    // A scan captured now pins the retained memtable: later flushes cannot recycle it.
+    const early = db.scan({ columns: ['id', 'v', 's'] });
+    for (let round = 3; round < 12; round++) {
+      await db.put(rowsOf(1000 * round, 400, round));
+      await db.flush();
+    }
+    expect(
+      lc.memtables.size > 0 && [...lc.memtables.values()].some((m) => m.buffer === kept!.memtable.buffer),
+    ).toBe(false);
+    const earlyRows = await early.toArray();
+    expect(earlyRows).toHaveLength(298);
+    for (const r of earlyRows) expectRow(Number(r.id), r);
+    // Released, it is recycled like any retired memtable; the generation is then read from its file.
+    for (let round = 12; round < 20; round++) {
+      await db.put(rowsOf(1000 * round, 400, round));
+      await db.flush();
+    }
+    expect(lc.retained(gen)).toBeUndefined();
+    const before = storage.calls('get');
+    for (const id of ids) expectRow(id, await db.get(id));
+    expect(storage.calls('get')).toBeGreaterThan(before);
+    const all = await db.scan({ filter: { column: 'id', op: '<', value: 1000 } }).toArray();
+    expect(all).toHaveLength(298);
+    for (const r of all) expectRow(Number(r.id), r);
     await db.close();
   });
 

@@ -30,10 +30,22 @@ import type {
 
 export type Row = Record<string, CellValue>;
 
+/** A memtable and the row count a reader may see of it. */
+export interface MemtableRows {
+  readonly memtable: Memtable;
+  readonly rows: number;
+}
+
 /** One shard's sources as captured: newest first. */
 export interface ShardSnapshot {
-  readonly memtables: readonly { readonly memtable: Memtable; readonly rows: number }[];
+  readonly memtables: readonly MemtableRows[];
   readonly generations: readonly GenerationEntry[];
+  /**
+   * Generations whose flushed memtable is still in memory (retired, not yet recycled), pinned
+   * with the snapshot: the same rows as the file, already in memory and indexed by key, so
+   * reads use it instead of loading the file.
+   */
+  readonly retained: ReadonlyMap<GenerationEntry, MemtableRows> | undefined;
 }
 
 export interface Snapshot {
@@ -49,6 +61,8 @@ export interface ShardSource {
   readonly control: Int32Array;
   memtable(gen: number): Memtable | undefined;
   manifest(version: number): Manifest | undefined;
+  /** The retired memtable that was flushed to generation `gen`, while it is kept unrecycled. */
+  retained?(gen: number): MemtableRows | undefined;
 }
 
 export interface ReadContext {
@@ -92,6 +106,7 @@ export function captureSnapshot(ctx: ReadContext, only?: number): Snapshot {
     ctx.refresh();
     const seq = ctx.visibleSeq();
     const shards: (ShardSnapshot | undefined)[] = [];
+    const retainedMaps: Map<GenerationEntry, MemtableRows>[] = [];
     let missing = false;
     let newest = 0;
     for (let s = 0; s < ctx.shards.length && !missing; s++) {
@@ -116,7 +131,16 @@ export function captureSnapshot(ctx: ReadContext, only?: number): Snapshot {
       if (!manifest) missing = true;
       if (missing) break;
       newest = Math.max(newest, manifest!.maxSeq ?? 0);
-      shards.push({ memtables, generations: newestFirst(manifest!) });
+      const generations = newestFirst(manifest!);
+      let retained: Map<GenerationEntry, MemtableRows> | undefined;
+      if (src.retained) {
+        for (const entry of generations) {
+          const kept = src.retained(entry.gen);
+          if (kept) (retained ??= new Map()).set(entry, kept);
+        }
+        if (retained) retainedMaps.push(retained);
+      }
+      shards.push({ memtables, generations, retained });
     }
     if (missing) continue; // an announcement is in flight: refresh and retry
     if (newest > seq && ctx.visibleSeq() !== seq) continue;
@@ -138,6 +162,13 @@ export function captureSnapshot(ctx: ReadContext, only?: number): Snapshot {
     if (!ok) {
       for (const m of pinned) m.unpin();
       continue;
+    }
+    // A retained memtable that was recycled meanwhile refuses the pin: read its file instead.
+    for (const retained of retainedMaps) {
+      for (const [entry, kept] of retained) {
+        if (kept.memtable.pin()) pinned.push(kept.memtable);
+        else retained.delete(entry);
+      }
     }
     let released = false;
     return {
@@ -228,6 +259,15 @@ export async function getInSnapshot(
   }
   for (const entry of snap.generations) {
     if (!keyInRange(ctx.schema, probe.col, entry)) continue;
+    const kept = snap.retained?.get(entry);
+    if (kept) {
+      // Every row of a flushed memtable is visible (a flush waits for that): no seq bound.
+      const r = kept.memtable.lookup(probe.hash, probe.col, 0, kept.rows);
+      if (r < 0) continue;
+      return kept.memtable.op[r] === OP_DELETE
+        ? undefined
+        : rowObjectAt(ctx.schema, kept.memtable.view(kept.rows), r, columns);
+    }
     const reader = await ctx.cache.get(ctx.storage, entry, ctx.schema);
     const hit = reader.lookup(probe.col, 0);
     if (hit) {
@@ -350,17 +390,29 @@ async function* shardSelections(
 ): AsyncGenerator<Selection> {
   const schema = ctx.schema;
   const sources: Source[] = [];
-  for (const { memtable, rows } of snap.memtables) {
-    const steps = memtable.latestRowsInSteps(rows, seq, 4096);
+  // Index of the first source of the newest-so-far origin; at the end, of the oldest origin,
+  // from where on the merge only looks keys up.
+  let lastOriginStart = 0;
+  const addMemtable = async (memtable: Memtable, rows: number, maxSeq: number): Promise<void> => {
+    const steps = memtable.latestRowsInSteps(rows, maxSeq, 4096);
     let step = steps.next();
     for (; !step.done; step = steps.next()) await pacer.pace();
     const latest = step.value;
     if (latest.length > 0) {
+      lastOriginStart = sources.length;
       sources.push({ view: memtable.view(rows), rows: latest, hashes: memtable.hash, memtable });
     }
-  }
+  };
+  for (const { memtable, rows } of snap.memtables) await addMemtable(memtable, rows, seq);
   for (const entry of snap.generations) {
+    const kept = snap.retained?.get(entry);
+    if (kept) {
+      // Every row of a flushed memtable is visible (a flush waits for that): no seq bound.
+      await addMemtable(kept.memtable, kept.rows, Infinity);
+      continue;
+    }
     const reader = await ctx.cache.get(ctx.storage, entry, ctx.schema);
+    if (reader.batches.length > 0) lastOriginStart = sources.length;
     reader.batches.forEach((view, i) =>
       sources.push({ view, rows: null, hashes: null, batch: reader.recordBatches[i] }),
     );
@@ -369,12 +421,6 @@ async function* shardSelections(
   // dedup. Count origins: each memtable is one, each file is one.
   const origins = snap.memtables.length + snap.generations.length;
   const keyIndex = schema.keyIndex;
-  // Index of the first source belonging to the oldest origin: from there on, only look up.
-  let lastOriginStart = sources.length;
-  if (snap.generations.length > 0) {
-    const oldest = await ctx.cache.get(ctx.storage, snap.generations.at(-1)!, ctx.schema);
-    lastOriginStart = sources.length - oldest.batches.length;
-  } else if (sources.length > 0) lastOriginStart = sources.length - 1;
   // Sized for every key the newer sources may insert: growing by rehashing would cost more
   // and hold the thread for one long step.
   let inserts = 0;

@@ -86,8 +86,12 @@ export class ShardLifecycle {
   /** Every memtable a reader may meet in the control block: active, spares, frozen. */
   readonly memtables = new Map<number, Memtable>();
   readonly #frozen: FrozenEntry[] = [];
-  /** Retired memtables whose buffers may be recycled once no reader pins them. */
-  readonly #retired: Memtable[] = [];
+  /**
+   * Retired memtables (with their row counts) whose buffers may be recycled once no reader
+   * pins them. Until then, readers on this thread read a retired memtable's generation from
+   * it rather than from the file (see retained).
+   */
+  readonly #retired: { memtable: Memtable; rows: number }[] = [];
   #sparesOut = 0;
   #nextGen: number;
   #committing = false;
@@ -181,7 +185,7 @@ export class ShardLifecycle {
     let mt: Memtable | undefined;
     const want = memtableLayout(this.#ctx.schema, capacity, caps).totalBytes;
     for (let i = 0; i < this.#retired.length && !mt; i++) {
-      const old = this.#retired[i]!;
+      const old = this.#retired[i]!.memtable;
       if (old.byteLength < want * 0.75) continue;
       // Fit the plan to the old buffer (within a quarter of the size we wanted): a few rows
       // fewer is far cheaper than faulting in fresh shared memory.
@@ -437,7 +441,7 @@ export class ShardLifecycle {
     this.#frozen.shift();
     this.memtables.delete(written.gen);
     // Keep the buffer for a later generation: its pages are already faulted in.
-    this.#retired.push(entry.memtable);
+    this.#retired.push({ memtable: entry.memtable, rows: entry.info.rows });
     if (this.#retired.length > RETIRED_KEPT) this.#retired.shift();
     this.client.send({ kind: 'committed', replayFromLsn: next.replayFromLsn });
     if (next.version % PRUNE_EVERY === 0) {
@@ -472,6 +476,16 @@ export class ShardLifecycle {
   waitRetired(gen: number): Promise<void> {
     if (!this.#frozen.some((f) => f.memtable.generation <= gen)) return Promise.resolve();
     return new Promise((resolve, reject) => this.#retireWaiters.push({ gen, resolve, reject }));
+  }
+
+  /**
+   * The retired memtable flushed to generation `gen`, while it is kept and not recycled: it
+   * holds exactly the file's rows (the flush wrote its first `rows`), in memory already. A
+   * reader must pin it (which fails once recycling has begun) before reading.
+   */
+  retained(gen: number): { memtable: Memtable; rows: number } | undefined {
+    for (const r of this.#retired) if (r.memtable.generation === gen) return r;
+    return undefined;
   }
 
   get newestFrozenGen(): number | undefined {
