@@ -22,6 +22,7 @@ import type {
   CompiledFilter,
   GenerationCache,
   GenerationEntry,
+  GenerationReader,
   Manifest,
   Memtable,
   Storage,
@@ -242,6 +243,59 @@ export function shardOfKey(ctx: ReadContext, hash: number): number {
   return shardOfHash(hash, ctx.shards.length);
 }
 
+/** What `getInMemory` returns when the answer may be in a generation file not loaded yet. */
+export class NeedsFile {
+  constructor(readonly entry: GenerationEntry) {}
+}
+
+/**
+ * The newest version of a key in a snapshot from what is in memory (memtables, retained
+ * memtables, generation files already loaded or in `loaded`), without awaiting anything: a
+ * row object, undefined (absent or deleted), or NeedsFile naming the first file that may hold
+ * the key and is not loaded. The common point get never leaves this function.
+ */
+export function getInMemory(
+  ctx: ReadContext,
+  snap: ShardSnapshot,
+  seq: number,
+  probe: { col: ColumnBuffers; hash: number },
+  columns?: readonly ColumnSpec[],
+  loaded?: ReadonlyMap<GenerationEntry, GenerationReader>,
+): Row | undefined | NeedsFile {
+  for (const { memtable, rows } of snap.memtables) {
+    const r = memtable.lookup(probe.hash, probe.col, 0, rows, seq);
+    if (r >= 0) return memtableRow(ctx, memtable, rows, r, columns);
+  }
+  for (const entry of snap.generations) {
+    if (!keyInRange(ctx.schema, probe.col, entry)) continue;
+    const kept = snap.retained?.get(entry);
+    if (kept) {
+      // Every row of a flushed memtable is visible (a flush waits for that): no seq bound.
+      const r = kept.memtable.lookup(probe.hash, probe.col, 0, kept.rows);
+      if (r >= 0) return memtableRow(ctx, kept.memtable, kept.rows, r, columns);
+      continue;
+    }
+    const reader = loaded?.get(entry) ?? ctx.cache.peek(ctx.storage, entry);
+    if (reader === undefined) return new NeedsFile(entry);
+    const hit = reader.lookup(probe.col, 0);
+    if (hit) {
+      const view = reader.batches[hit.batch]!;
+      return view.op?.[hit.row] === OP_DELETE ? undefined : rowObjectAt(ctx.schema, view, hit.row, columns);
+    }
+  }
+  return undefined;
+}
+
+function memtableRow(
+  ctx: ReadContext,
+  memtable: Memtable,
+  rows: number,
+  r: number,
+  columns: readonly ColumnSpec[] | undefined,
+): Row | undefined {
+  return memtable.op[r] === OP_DELETE ? undefined : rowObjectAt(ctx.schema, memtable.view(rows), r, columns);
+}
+
 /** The newest version of a key in a snapshot: a row object, or undefined (absent or deleted). */
 export async function getInSnapshot(
   ctx: ReadContext,
@@ -250,32 +304,14 @@ export async function getInSnapshot(
   probe: { col: ColumnBuffers; hash: number },
   columns?: readonly ColumnSpec[],
 ): Promise<Row | undefined> {
-  for (const { memtable, rows } of snap.memtables) {
-    const r = memtable.lookup(probe.hash, probe.col, 0, rows, seq);
-    if (r >= 0)
-      return memtable.op[r] === OP_DELETE
-        ? undefined
-        : rowObjectAt(ctx.schema, memtable.view(rows), r, columns);
+  // Readers loaded here are held for this get: the cache may evict them (or never keep a
+  // file larger than its budget) before the next look.
+  const loaded = new Map<GenerationEntry, GenerationReader>();
+  for (;;) {
+    const r = getInMemory(ctx, snap, seq, probe, columns, loaded);
+    if (!(r instanceof NeedsFile)) return r;
+    loaded.set(r.entry, await ctx.cache.get(ctx.storage, r.entry, ctx.schema));
   }
-  for (const entry of snap.generations) {
-    if (!keyInRange(ctx.schema, probe.col, entry)) continue;
-    const kept = snap.retained?.get(entry);
-    if (kept) {
-      // Every row of a flushed memtable is visible (a flush waits for that): no seq bound.
-      const r = kept.memtable.lookup(probe.hash, probe.col, 0, kept.rows);
-      if (r < 0) continue;
-      return kept.memtable.op[r] === OP_DELETE
-        ? undefined
-        : rowObjectAt(ctx.schema, kept.memtable.view(kept.rows), r, columns);
-    }
-    const reader = await ctx.cache.get(ctx.storage, entry, ctx.schema);
-    const hit = reader.lookup(probe.col, 0);
-    if (hit) {
-      const view = reader.batches[hit.batch]!;
-      return view.op?.[hit.row] === OP_DELETE ? undefined : rowObjectAt(ctx.schema, view, hit.row, columns);
-    }
-  }
-  return undefined;
 }
 
 /** Per manifest entry (immutable): [minHi, minLo, maxHi, maxLo], lo halves unsigned. */

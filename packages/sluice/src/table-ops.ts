@@ -4,8 +4,16 @@ import type { TableSchema } from '@sluice/core';
 import type { MemtableHandle, MemtableSnapshot } from './memtable-view.js';
 import { arrowBatches, isArrowInput, rowsOfArrow } from './arrow-input.js';
 import type { Producer } from './producer.js';
-import { ScanResult, captureSnapshot, getInSnapshot, keyProbe, shardOfKey } from './reader.js';
-import type { ReadContext, Row, ScanOptions } from './reader.js';
+import {
+  NeedsFile,
+  ScanResult,
+  captureSnapshot,
+  getInMemory,
+  getInSnapshot,
+  keyProbe,
+  shardOfKey,
+} from './reader.js';
+import type { ReadContext, Row, ScanOptions, Snapshot } from './reader.js';
 
 /**
  * The operations every table handle has, on whatever thread it lives: writes through this
@@ -64,15 +72,26 @@ export abstract class TableOps {
   }
 
   /** The latest live row for `key`, or undefined. */
-  async get(key: unknown): Promise<Row | undefined> {
-    this.check();
-    const probe = keyProbe(this.schema, key, 'get');
-    const s = shardOfKey(this.read, probe.hash);
-    const snap = captureSnapshot(this.read, s);
+  get(key: unknown): Promise<Row | undefined> {
+    let snap: Snapshot | undefined;
     try {
-      return await getInSnapshot(this.read, snap.shards[s]!, snap.seq, probe);
-    } finally {
-      snap.release();
+      this.check();
+      const probe = keyProbe(this.schema, key, 'get');
+      const s = shardOfKey(this.read, probe.hash);
+      snap = captureSnapshot(this.read, s);
+      const sources = snap.shards[s]!;
+      // Answered from memory (the common case): no await, the snapshot is released at once.
+      const found = getInMemory(this.read, sources, snap.seq, probe);
+      if (!(found instanceof NeedsFile)) {
+        snap.release();
+        return Promise.resolve(found);
+      }
+      const held = snap;
+      snap = undefined;
+      return getInSnapshot(this.read, sources, held.seq, probe).finally(() => held.release());
+    } catch (err) {
+      snap?.release();
+      return Promise.reject(err as Error);
     }
   }
 

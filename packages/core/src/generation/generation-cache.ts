@@ -20,6 +20,8 @@ interface Slot {
   readonly promise: Promise<GenerationReader>;
   readonly bytes: number;
   settled: boolean;
+  /** The reader, once loaded. */
+  reader: GenerationReader | undefined;
   /** Recency stamp: the cache's clock at the last get. */
   used: number;
 }
@@ -70,6 +72,7 @@ export class GenerationCache {
       promise: GenerationReader.open(storage, entry, schema),
       bytes: entry.bytes,
       settled: false,
+      reader: undefined,
       used: ++this.#clock,
     };
     if (files === undefined) {
@@ -80,13 +83,26 @@ export class GenerationCache {
     this.#bytes += slot.bytes;
     const root = storage.root;
     slot.promise.then(
-      () => {
+      (reader) => {
         slot.settled = true;
+        slot.reader = reader;
         this.#trim();
       },
       () => this.#remove(root, entry.file, slot),
     );
     return slot.promise;
+  }
+
+  /**
+   * The file's reader if it is loaded already, without waiting (counted as a hit); undefined
+   * if it is not cached or still loading (then `get` it).
+   */
+  peek(storage: Storage, entry: GenerationEntry): GenerationReader | undefined {
+    const slot = this.#slots.get(storage.root)?.get(entry.file);
+    if (slot?.reader === undefined) return undefined;
+    slot.used = ++this.#clock;
+    this.#hits++;
+    return slot.reader;
   }
 
   /** Drops a file's reader (callers holding it keep a working reader). */
