@@ -100,15 +100,64 @@ export function cellAt(spec: ColumnSpec, col: ColumnBuffers, row: number): CellV
   }
 }
 
+type RowBuilder = (view: ColumnarView, row: number) => Record<string, CellValue>;
+
+/** One builder per column list (a schema's columns, or a scan's projection). */
+const rowBuilders = new WeakMap<readonly ColumnSpec[], RowBuilder>();
+
+/**
+ * A function that builds the row object of `columns` as one object literal with constant
+ * property names, generated once per column list. Storing names in a loop (`out[name] = v`)
+ * goes through keyed stores and hidden-class transitions on every row, which cost more than
+ * reading the values (measured: about 850 ns vs 600 ns a row for the benchmark's five
+ * columns). Names are safe in the literal: they are validated identifiers, JSON-quoted, and
+ * never `__proto__` (names may not start with `__`).
+ */
+function rowBuilder(columns: readonly ColumnSpec[]): RowBuilder {
+  let build = rowBuilders.get(columns);
+  if (build === undefined) {
+    const fields = columns.map((c, i) => {
+      const col = `cols[${c.index}]`;
+      let value: string;
+      switch (c.kind) {
+        case 'i32':
+        case 'f32':
+        case 'f64':
+          value = `${col}.values[row]`;
+          break;
+        case 'i64':
+          value = c.type === 'timestamp' ? `int64AsNumberAt(${col}, row)` : `int64At(${col}, row)`;
+          break;
+        case 'utf8':
+          value = `utf8At(${col}, row)`;
+          break;
+        default:
+          value = `cellAt(specs[${i}], ${col}, row)`;
+      }
+      return `${JSON.stringify(c.name)}: isValid(${col}, row) ? ${value} : null`;
+    });
+    const make = new Function(
+      'isValid',
+      'int64At',
+      'int64AsNumberAt',
+      'utf8At',
+      'cellAt',
+      'specs',
+      `return function buildRow(view, row) { const cols = view.columns; return { ${fields.join(', ')} }; };`,
+    ) as (...deps: unknown[]) => RowBuilder;
+    build = make(isValid, int64At, int64AsNumberAt, utf8At, cellAt, columns);
+    rowBuilders.set(columns, build);
+  }
+  return build;
+}
+
 export function rowObjectAt(
   schema: TableSchema,
   view: ColumnarView,
   row: number,
   columns: readonly ColumnSpec[] = schema.columns,
 ): Record<string, CellValue> {
-  const out: Record<string, CellValue> = {};
-  for (const c of columns) out[c.name] = cellAt(c, view.columns[c.index]!, row);
-  return out;
+  return rowBuilder(columns)(view, row);
 }
 
 /** The primary key at `row` in its canonical JS form: bigint for int64, string for utf8. */
