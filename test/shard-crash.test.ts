@@ -310,6 +310,49 @@ describe('a crashed shard thread', () => {
     await db.close();
   });
 
+  /**
+   * Regression. The broker's retire used to sleep on the control-block lock. Had a shard
+   * thread died holding it, the main thread would sleep forever: the exit handler that
+   * releases such a lock runs on that same thread. The dying thread's lock is simulated here
+   * while a commit waits at its hold; the commit must leave the event loop free, and retire
+   * once the thread is gone.
+   */
+  it("a retire that finds a dead thread's lock yields to the event loop and lands once the thread is gone", async () => {
+    const dir = await tempDir('crash-retire-lock');
+    const warnings: string[] = [];
+    let db = await openTable(dir, { shards: 1, memtableBytes: 64 << 10, onWarning: (m) => warnings.push(m) });
+    const lc = lifecycle(db, 0);
+    const model = new Model();
+    const rows = Array.from({ length: 200 }, (_, i) => row(i, 1));
+    await db.put(rows);
+    model.put(rows);
+    const hold = gate();
+    lc.holds.beforeCommit = hold.promise;
+    const flushed = db.flush();
+    await until(() => lc.flushes > 0);
+    const cb = lc.client.control;
+    while (Atomics.compareExchange(cb, CB_LOCK, 0, 1) !== 0);
+    lc.holds.beforeCommit = null;
+    hold.open();
+    // The commit writes its manifest, then finds the lock taken. Timers still fire: the event
+    // loop is free (a main thread asleep on the lock would never get here).
+    const before = lc.manifest.version;
+    await until(() => lc.manifest.version > before);
+    let ticks = 0;
+    for (let i = 0; i < 5; i++) await new Promise<void>((r) => setTimeout(() => r(void ticks++), 5));
+    expect(ticks).toBe(5);
+    expect(lc.frozenCount).toBe(1); // not retired while the lock is held
+    await lc.client.crash(); // its exit handler releases the lock
+    await settleWithin(flushed, 20_000, 'db.flush() once the lock is released');
+    expect(lc.frozenCount).toBe(0);
+    await until(() => lc.client.state === 'running');
+    await checkModel(db, model);
+    await db.close();
+    db = await open(dir, { onWarning: () => undefined });
+    await checkModel(db, model);
+    await db.close();
+  });
+
   it('repeated crashes of both shards, with writes and flushes in between, lose nothing acknowledged', async () => {
     const dir = await tempDir('crash-repeat');
     const warnings: string[] = [];

@@ -39,9 +39,17 @@ export interface PublishedSources {
  * sequence left behind would make every reader retry until it gives up.
  */
 export function writeControl(cb: Int32Array, update: (cb: Int32Array) => void): void {
-  for (let spins = 0; Atomics.compareExchange(cb, CB_LOCK, 0, 1) !== 0; spins++) {
-    if (spins > 200) Atomics.wait(cb, CB_LOCK, 1, 1);
-  }
+  while (!tryWriteControl(cb, update, 200)) Atomics.wait(cb, CB_LOCK, 1, 1);
+}
+
+/**
+ * writeControl without ever sleeping: false, with nothing done, if the lock stays taken for
+ * `spins` attempts. The broker writes this way. Its thread is the one whose event loop runs
+ * a dead shard thread's exit handler, which releases a lock that thread died holding: a
+ * broker sleeping on that lock would wait forever, so it yields and tries again instead.
+ */
+export function tryWriteControl(cb: Int32Array, update: (cb: Int32Array) => void, spins = 1000): boolean {
+  for (let i = 0; Atomics.compareExchange(cb, CB_LOCK, 0, 1) !== 0; i++) if (i >= spins) return false;
   Atomics.add(cb, CB_SEQ, 1); // odd: readers retry until the matching increment below
   try {
     update(cb);
@@ -50,6 +58,7 @@ export function writeControl(cb: Int32Array, update: (cb: Int32Array) => void): 
     Atomics.store(cb, CB_LOCK, 0);
     Atomics.notify(cb, CB_LOCK, 1);
   }
+  return true;
 }
 
 /**
@@ -129,9 +138,10 @@ export function publishShardState(
  * Broker side: in ONE sequence-lock write, makes `manifestVersion` current and removes the
  * frozen memtable `gen` whose rows that manifest now holds. A reader therefore sees either
  * (frozen gen, old manifest) or (no frozen gen, new manifest): never neither (the read hole).
+ * False, with nothing done, while the lock is taken (see tryWriteControl): retry after yielding.
  */
-export function retireFrozen(cb: Int32Array, gen: number, manifestVersion: number): void {
-  writeControl(cb, (c) => {
+export function retireFrozen(cb: Int32Array, gen: number, manifestVersion: number): boolean {
+  return tryWriteControl(cb, (c) => {
     const n = Atomics.load(c, CB_FROZEN_COUNT);
     if (n === 0 || Atomics.load(c, CB_FROZEN_BASE) !== gen) {
       throw new SluiceError(
@@ -168,12 +178,14 @@ export function releaseDeadWriter(cb: Int32Array): void {
 
 /**
  * Broker side: keeps in the frozen list only the generations in `keep` (order unchanged), in
- * one write. After a shard restart it removes memtables the dead thread published but never
- * reported, once the new incarnation's replay has published their rows again.
+ * one write, and returns the generations it dropped. After a shard restart it removes
+ * memtables the dead thread published but never reported, once the new incarnation's replay
+ * has published their rows again. Null, with nothing done, while the lock is taken (see
+ * tryWriteControl): retry after yielding.
  */
-export function pruneFrozen(cb: Int32Array, keep: ReadonlySet<number>): number[] {
+export function pruneFrozen(cb: Int32Array, keep: ReadonlySet<number>): number[] | null {
   const dropped: number[] = [];
-  writeControl(cb, (c) => {
+  const done = tryWriteControl(cb, (c) => {
     const n = Atomics.load(c, CB_FROZEN_COUNT);
     let w = 0;
     for (let i = 0; i < n; i++) {
@@ -189,5 +201,5 @@ export function pruneFrozen(cb: Int32Array, keep: ReadonlySet<number>): number[]
     }
     Atomics.store(c, CB_FROZEN_COUNT, w);
   });
-  return dropped;
+  return done ? dropped : null;
 }

@@ -62,6 +62,15 @@ const PRUNE_EVERY = 8;
 const MAX_BACKOFF_MS = 5_000;
 
 /**
+ * Lets the event loop run before a control-block write is tried again. The lock is taken for
+ * a handful of stores; one that stays taken belongs to a shard thread that died inside its
+ * write, and the worker's exit handler, which releases it, runs on this event loop.
+ */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 1));
+}
+
+/**
  * The broker's lifecycle for one shard: freeze → flush → commit → retire.
  *
  *  - freeze: the shard froze a memtable and published it (readable as frozen);
@@ -253,9 +262,17 @@ export class ShardLifecycle {
     // The new thread published its own active memtable and its replay before 'ready'. A
     // memtable the previous thread published as frozen but died before reporting is unknown
     // here (never flushed, never retired): the replay holds its rows again, so it leaves the
-    // control block now, in the same synchronous step as the registry forgets it.
-    const known = new Set(this.#frozen.map((f) => f.memtable.generation));
-    const orphans = pruneFrozen(this.client.control, known);
+    // control block now, before the registry forgets it. The known set is taken at each
+    // attempt: the new thread may report freezes while a taken lock makes us wait.
+    let orphans: number[] | null;
+    while (
+      (orphans = pruneFrozen(
+        this.client.control,
+        new Set(this.#frozen.map((f) => f.memtable.generation)),
+      )) === null
+    ) {
+      await yieldToEventLoop();
+    }
     if (orphans.length > 0) {
       this.#ctx.warn(
         `shard ${this.shard}: dropped frozen memtable(s) ${orphans.join(', ')} of the dead thread (replayed)`,
@@ -428,7 +445,12 @@ export class ShardLifecycle {
     this.#manifests.delete(next.version - 8);
     this.#ctx.announceManifest(next);
     try {
-      retireFrozen(this.client.control, written.gen, next.version);
+      // Until the retire, readers keep finding the rows in the frozen memtable under the
+      // previous manifest version, so waiting here for the lock opens no hole.
+      while (!retireFrozen(this.client.control, written.gen, next.version)) {
+        if (this.#closing) return;
+        await yieldToEventLoop();
+      }
     } catch (err) {
       // Refused before any store (the block is unchanged and readable): the memtable stays
       // published and the file is listed too, so nothing is unreadable, but the broker's
