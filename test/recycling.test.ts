@@ -10,17 +10,21 @@ import { cleanupDirs, internals, tempDir } from './support.js';
 
 afterAll(cleanupDirs);
 
+const TABLE = { schema: { id: 'int64', v: 'int32', s: 'utf8' }, primaryKey: 'id' } as const;
+
+/** Rows `from`, ..., `from + n - 1`, all at version `v`. */
+function rowsOf(from: number, n: number, v: number): { id: number; v: number; s: string }[] {
+  return Array.from({ length: n }, (_, i) => ({ id: from + i, v, s: `v${v}-${from + i}` }));
+}
+
 describe('memtable recycling', () => {
   it('a pinned snapshot survives later freezes, flushes and buffer recycling', async () => {
     const db = await open(await tempDir('recycle'), {
-      schema: { id: 'int64', v: 'int32', s: 'utf8' },
-      primaryKey: 'id',
+      ...TABLE,
       shards: 2,
       memtableBytes: 32 << 10,
       onWarning: () => undefined,
     });
-    const rowsOf = (from: number, n: number, v: number) =>
-      Array.from({ length: n }, (_, i) => ({ id: from + i, v, s: `v${v}-${from + i}` }));
     await db.put(rowsOf(0, 300, 1));
     const lcs = internals(db).broker.lifecycles;
     // The scan below captures each shard's active memtable (nothing is frozen yet).
@@ -62,15 +66,12 @@ describe('memtable recycling', () => {
     // No fault rules: the plan only counts the main thread's storage calls (file loads are `get`s).
     const storage = FaultControl.create([]);
     const db = await open(await tempDir('retained'), {
-      schema: { id: 'int64', v: 'int32', s: 'utf8' },
-      primaryKey: 'id',
+      ...TABLE,
       shards: 1,
       memtableBytes: 32 << 10,
       onWarning: () => undefined,
       faults: { main: { plan: storage.plan } },
     });
-    const rowsOf = (from: number, n: number, v: number) =>
-      Array.from({ length: n }, (_, i) => ({ id: from + i, v, s: `v${v}-${from + i}` }));
     const lc = internals(db).broker.lifecycles[0]!;
     await db.put(rowsOf(0, 300, 1));
     await db.put(rowsOf(0, 10, 2)); // newer versions in the same memtable
