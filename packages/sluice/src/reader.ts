@@ -37,6 +37,15 @@ export interface MemtableRows {
   readonly rows: number;
 }
 
+/**
+ * A retired memtable kept readable (see ShardSnapshot.retained). It never changes, so the
+ * newest row of each key is worked out by the first scan that reads it and kept here for
+ * later scans, which then cost what a loaded file costs.
+ */
+export interface RetainedMemtable extends MemtableRows {
+  latest?: Int32Array;
+}
+
 /** One shard's sources as captured: newest first. */
 export interface ShardSnapshot {
   readonly memtables: readonly MemtableRows[];
@@ -46,7 +55,7 @@ export interface ShardSnapshot {
    * with the snapshot: the same rows as the file, already in memory and indexed by key, so
    * reads use it instead of loading the file.
    */
-  readonly retained: ReadonlyMap<GenerationEntry, MemtableRows> | undefined;
+  readonly retained: ReadonlyMap<GenerationEntry, RetainedMemtable> | undefined;
 }
 
 export interface Snapshot {
@@ -63,7 +72,7 @@ export interface ShardSource {
   memtable(gen: number): Memtable | undefined;
   manifest(version: number): Manifest | undefined;
   /** The retired memtable that was flushed to generation `gen`, while it is kept unrecycled. */
-  retained?(gen: number): MemtableRows | undefined;
+  retained?(gen: number): RetainedMemtable | undefined;
 }
 
 export interface ReadContext {
@@ -107,7 +116,7 @@ export function captureSnapshot(ctx: ReadContext, only?: number): Snapshot {
     ctx.refresh();
     const seq = ctx.visibleSeq();
     const shards: (ShardSnapshot | undefined)[] = [];
-    const retainedMaps: Map<GenerationEntry, MemtableRows>[] = [];
+    const retainedMaps: Map<GenerationEntry, RetainedMemtable>[] = [];
     let missing = false;
     let newest = 0;
     for (let s = 0; s < ctx.shards.length && !missing; s++) {
@@ -133,7 +142,7 @@ export function captureSnapshot(ctx: ReadContext, only?: number): Snapshot {
       if (missing) break;
       newest = Math.max(newest, manifest!.maxSeq ?? 0);
       const generations = newestFirst(manifest!);
-      let retained: Map<GenerationEntry, MemtableRows> | undefined;
+      let retained: Map<GenerationEntry, RetainedMemtable> | undefined;
       if (src.retained) {
         for (const entry of generations) {
           const kept = src.retained(entry.gen);
@@ -429,22 +438,31 @@ async function* shardSelections(
   // Index of the first source of the newest-so-far origin; at the end, of the oldest origin,
   // from where on the merge only looks keys up.
   let lastOriginStart = 0;
-  const addMemtable = async (memtable: Memtable, rows: number, maxSeq: number): Promise<void> => {
-    const steps = memtable.latestRowsInSteps(rows, maxSeq, 4096);
-    let step = steps.next();
-    for (; !step.done; step = steps.next()) await pacer.pace();
-    const latest = step.value;
+  const addMemtable = async (
+    memtable: Memtable,
+    rows: number,
+    maxSeq: number,
+    known?: Int32Array,
+  ): Promise<Int32Array> => {
+    let latest = known;
+    if (latest === undefined) {
+      const steps = memtable.latestRowsInSteps(rows, maxSeq, 4096);
+      let step = steps.next();
+      for (; !step.done; step = steps.next()) await pacer.pace();
+      latest = step.value;
+    }
     if (latest.length > 0) {
       lastOriginStart = sources.length;
       sources.push({ view: memtable.view(rows), rows: latest, hashes: memtable.hash, memtable });
     }
+    return latest;
   };
   for (const { memtable, rows } of snap.memtables) await addMemtable(memtable, rows, seq);
   for (const entry of snap.generations) {
     const kept = snap.retained?.get(entry);
     if (kept) {
       // Every row of a flushed memtable is visible (a flush waits for that): no seq bound.
-      await addMemtable(kept.memtable, kept.rows, Infinity);
+      kept.latest = await addMemtable(kept.memtable, kept.rows, Infinity, kept.latest);
       continue;
     }
     const reader = await ctx.cache.get(ctx.storage, entry, ctx.schema);

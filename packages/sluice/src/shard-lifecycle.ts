@@ -15,6 +15,7 @@ import type { GenerationWritten, Manifest, ManifestStore, TableSchema } from '@s
 import type { FlushResult } from '@sluice/workers/flush';
 import { FLUSH_LATENCY_BOUNDS_S, LatencyHistogram } from './latency.js';
 import type { ShardClient } from './shard-client.js';
+import type { RetainedMemtable } from './reader.js';
 import type { ResolvedOptions } from './options.js';
 
 /** What a shard lifecycle needs from the broker. */
@@ -100,7 +101,7 @@ export class ShardLifecycle {
    * pins them. Until then, readers on this thread read a retired memtable's generation from
    * it rather than from the file (see retained).
    */
-  readonly #retired: { memtable: Memtable; rows: number }[] = [];
+  readonly #retired: RetainedMemtable[] = [];
   #sparesOut = 0;
   #nextGen: number;
   #committing = false;
@@ -505,7 +506,7 @@ export class ShardLifecycle {
    * holds exactly the file's rows (the flush wrote its first `rows`), in memory already. A
    * reader must pin it (which fails once recycling has begun) before reading.
    */
-  retained(gen: number): { memtable: Memtable; rows: number } | undefined {
+  retained(gen: number): RetainedMemtable | undefined {
     for (const r of this.#retired) if (r.memtable.generation === gen) return r;
     return undefined;
   }
