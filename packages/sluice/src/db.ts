@@ -92,7 +92,7 @@ export class Db extends TableOps {
         control: lc.client.control,
         memtable: (gen: number) => lc.memtables.get(gen),
         manifest: (version: number) => lc.manifestAt(version),
-        retained: (gen: number) => lc.retained(gen),
+        retained: () => lc.retainedMemtables,
       })),
       visibleSeq: () => broker.visibleSeq,
       refresh: () => undefined,

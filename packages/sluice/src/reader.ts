@@ -71,8 +71,8 @@ export interface ShardSource {
   readonly control: Int32Array;
   memtable(gen: number): Memtable | undefined;
   manifest(version: number): Manifest | undefined;
-  /** The retired memtable that was flushed to generation `gen`, while it is kept unrecycled. */
-  retained?(gen: number): RetainedMemtable | undefined;
+  /** The retired memtables kept unrecycled (a few, the most recently flushed generations). */
+  retained?(): readonly RetainedMemtable[];
 }
 
 export interface ReadContext {
@@ -142,14 +142,15 @@ export function captureSnapshot(ctx: ReadContext, only?: number): Snapshot {
       if (missing) break;
       newest = Math.max(newest, manifest!.maxSeq ?? 0);
       const generations = newestFirst(manifest!);
+      // Matched from the few kept memtables, not per generation: a capture (every get makes
+      // one) stays independent of how many files the shard has. Kept memtables belong to the
+      // newest generations, so the search from the newest end stops early.
       let retained: Map<GenerationEntry, RetainedMemtable> | undefined;
-      if (src.retained) {
-        for (const entry of generations) {
-          const kept = src.retained(entry.gen);
-          if (kept) (retained ??= new Map()).set(entry, kept);
-        }
-        if (retained) retainedMaps.push(retained);
+      for (const kept of src.retained?.() ?? []) {
+        const entry = generations.find((g) => g.gen === kept.memtable.generation);
+        if (entry) (retained ??= new Map()).set(entry, kept);
       }
+      if (retained) retainedMaps.push(retained);
       shards.push({ memtables, generations, retained });
     }
     if (missing) continue; // an announcement is in flight: refresh and retry

@@ -507,8 +507,12 @@ export class ShardLifecycle {
    * reader must pin it (which fails once recycling has begun) before reading.
    */
   retained(gen: number): RetainedMemtable | undefined {
-    for (const r of this.#retired) if (r.memtable.generation === gen) return r;
-    return undefined;
+    return this.#retired.find((r) => r.memtable.generation === gen);
+  }
+
+  /** Every retired memtable still kept (see retained). */
+  get retainedMemtables(): readonly RetainedMemtable[] {
+    return this.#retired;
   }
 
   get newestFrozenGen(): number | undefined {
