@@ -134,4 +134,29 @@ describe('memtable recycling', () => {
     await expect(scan.toArray()).rejects.toMatchObject({ code: 'SLUICE_INVALID_OPTIONS' });
     await db.close();
   });
+
+  it.each([
+    // 8 MiB or more: one spare. The shard cycles through three buffers (active, the memtable
+    // being flushed, the spare), and every later memtable reuses a flushed one's memory.
+    { memtableBytes: 8 << 20, buffers: 3 },
+    // Small memtables fill within a few puts: a second spare keeps freezes from waiting.
+    { memtableBytes: 32 << 10, buffers: 4 },
+  ])(
+    'a shard with $memtableBytes-byte memtables holds $buffers buffers however often it flushes',
+    async ({ memtableBytes, buffers }) => {
+      const db = await open(await tempDir('held'), { ...TABLE, shards: 1, memtableBytes });
+      for (let round = 1; round <= 8; round++) {
+        await db.put(rowsOf(round * 1000, 200, round));
+        await db.flush();
+      }
+      const [s] = db.stats().shards;
+      expect(s!.flushes).toBe(8);
+      expect(s!.memtablesAllocated).toBe(buffers);
+      // A buffer is sized from memtableBytes plus room for one largest value: within a quarter more.
+      expect(s!.memtableHeldBytes).toBeGreaterThan((buffers - 1) * memtableBytes);
+      expect(s!.memtableHeldBytes).toBeLessThanOrEqual(buffers * 1.25 * memtableBytes);
+      expect(await db.scan().toArray()).toHaveLength(8 * 200);
+      await db.close();
+    },
+  );
 });

@@ -34,6 +34,13 @@ export interface ShardStatsView {
   readonly memtableBytes: number;
   /** Bytes the rows of the active and frozen memtables occupy (memory in use, within memtableBytes). */
   readonly memtableUsedBytes: number;
+  /**
+   * Bytes of every memtable buffer the shard holds: active, frozen, the spare it switches to at
+   * the next freeze, and flushed memtables kept for reuse. The shard's shared memory for rows.
+   */
+  readonly memtableHeldBytes: number;
+  /** Memtables given fresh shared memory since open; every other one reused a flushed memtable's buffer. */
+  readonly memtablesAllocated: number;
   readonly frozen: number;
   readonly generations: number;
   readonly generationRows: number;
@@ -148,6 +155,8 @@ export class Db extends TableOps {
           activeRows: pub.activeRows,
           memtableBytes,
           memtableUsedBytes,
+          memtableHeldBytes: lc.heldBytes,
+          memtablesAllocated: lc.allocated,
           frozen: pub.frozen.length,
           generations: lc.generationCount,
           generationRows,

@@ -54,7 +54,18 @@ interface FrozenEntry {
   attempts: number;
 }
 
-const SPARES = 2;
+/**
+ * Spare memtables the broker keeps ready in each shard, so a freeze never waits for a round
+ * trip to the main thread. Every buffer that has been active stays faulted in when it comes
+ * back as a spare (recycling), so each spare is a memtable's worth of resident memory. A
+ * memtable of 8 MiB or more takes far longer to fill than the broker takes to hand out the
+ * next spare (one message), so one spare suffices: a shard then holds about three buffers
+ * (active, flushing, spare) instead of four or five. Smaller memtables fill within a few
+ * batches, and a second spare keeps those shards from stalling on every freeze.
+ */
+function sparesFor(memtableBytes: number): number {
+  return memtableBytes >= 8 << 20 ? 1 : 2;
+}
 const RETIRED_KEPT = 4;
 /** Manifest versions kept on disk: the newest, and a few before it for a damaged newest to fall back on. */
 const MANIFESTS_ON_DISK = 4;
@@ -103,6 +114,8 @@ export class ShardLifecycle {
    */
   readonly #retired: RetainedMemtable[] = [];
   #sparesOut = 0;
+  /** How many spares this shard is kept supplied with (see sparesFor). */
+  readonly #spares: number;
   #nextGen: number;
   #committing = false;
   /**
@@ -132,6 +145,8 @@ export class ShardLifecycle {
   flushes = 0;
   /** Memtables made from a retired memtable's buffer instead of fresh memory. */
   recycled = 0;
+  /** Memtables given fresh shared memory (every other one reuses a retired buffer). */
+  allocated = 0;
   flushFailures = 0;
   commitFailures = 0;
   /** Every successful flush's duration (file written, before the commit). */
@@ -154,6 +169,7 @@ export class ShardLifecycle {
     this.#epoch = epoch;
     this.#nextGen = manifest.nextGeneration;
     this.#avgUtf8 = ctx.schema.columns.map(() => 24);
+    this.#spares = sparesFor(ctx.options.memtableBytes);
     setManifestVersion(client.control, manifest.version);
   }
 
@@ -216,7 +232,10 @@ export class ShardLifecycle {
         this.recycled++;
       }
     }
-    mt ??= Memtable.allocate(this.#ctx.schema, capacity, caps, gen, this.shard);
+    if (!mt) {
+      mt = Memtable.allocate(this.#ctx.schema, capacity, caps, gen, this.shard);
+      this.allocated++;
+    }
     this.memtables.set(mt.generation, mt);
     this.#ctx.announceMemtable(mt);
     return mt;
@@ -232,8 +251,8 @@ export class ShardLifecycle {
       this.#commitOnly ??= frozenGens;
     }
     const active = this.allocate();
-    const spares = Array.from({ length: SPARES }, () => this.allocate());
-    this.#sparesOut = SPARES;
+    const spares = Array.from({ length: this.#spares }, () => this.allocate());
+    this.#sparesOut = this.#spares;
     // A restarted shard replays only what follows the newest frozen memtable still waiting to
     // commit. Those memtables hold every record below their cursor, they are durable in the
     // WAL, and they commit first. Replaying from the manifest's cursor instead would freeze the
@@ -314,7 +333,7 @@ export class ShardLifecycle {
   replenish(): void {
     if (this.#closing || !(this.client.running || this.client.state === 'starting')) return;
     while (
-      this.#sparesOut < SPARES &&
+      this.#sparesOut < this.#spares &&
       this.#frozen.length + this.#sparesOut < CB_MAX_FROZEN - 2 &&
       this.#ctx.unflushedBytes() < this.#ctx.options.maxUnflushedBytes
     ) {
@@ -508,6 +527,14 @@ export class ShardLifecycle {
    */
   retained(gen: number): RetainedMemtable | undefined {
     return this.#retired.find((r) => r.memtable.generation === gen);
+  }
+
+  /** Bytes of every memtable buffer this shard holds: active, spares, frozen and retained. */
+  get heldBytes(): number {
+    let n = 0;
+    for (const mt of this.memtables.values()) n += mt.byteLength;
+    for (const r of this.#retired) n += r.memtable.byteLength;
+    return n;
   }
 
   /** Every retired memtable still kept (see retained). */

@@ -79,6 +79,10 @@ export class ServiceMetrics {
         'sluice_shard_memtable_used_bytes',
         'Bytes the rows of the active and frozen memtables occupy',
       ),
+      memtableHeldBytes: gauge(
+        'sluice_shard_memtable_held_bytes',
+        'Bytes of every memtable buffer the shard holds (active, frozen, spare, kept for reuse)',
+      ),
       frozen: gauge('sluice_shard_frozen_memtables', 'Frozen memtables waiting to be flushed or retired'),
       generations: gauge('sluice_shard_generations', 'Generation files in the current manifest'),
       generationRows: gauge('sluice_shard_generation_rows', 'Rows in generation files'),
@@ -124,6 +128,7 @@ export class ServiceMetrics {
       g.activeRows!.set({ shard }, s.activeRows);
       g.memtableBytes!.set({ shard }, s.memtableBytes);
       g.memtableUsedBytes!.set({ shard }, s.memtableUsedBytes);
+      g.memtableHeldBytes!.set({ shard }, s.memtableHeldBytes);
       g.frozen!.set({ shard }, s.frozen);
       g.generations!.set({ shard }, s.generations);
       g.generationRows!.set({ shard }, s.generationRows);
