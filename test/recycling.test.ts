@@ -3,6 +3,10 @@
  * a scan that captured memtables keeps reading its own rows, however many freezes, flushes
  * and recycles happen before it is consumed.
  */
+import { rename } from 'node:fs/promises';
+import path from 'node:path';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FaultControl, readControl } from '@sluice/core';
 import { open } from 'sluice';
@@ -124,6 +128,69 @@ describe('memtable recycling', () => {
     expect(all).toHaveLength(298);
     for (const r of all) expectRow(Number(r.id), r);
     await db.close();
+  });
+
+  it('an attached thread reads a flushed generation from its retained memtable, and from the file once the buffer is recycled', async () => {
+    const dir = await tempDir('retained-attach');
+    const db = await open(dir, { ...TABLE, shards: 1, memtableBytes: 32 << 10, onWarning: () => undefined });
+    const lc = internals(db).broker.lifecycles[0]!;
+    await db.put(rowsOf(0, 300, 1));
+    await db.put(rowsOf(0, 10, 2));
+    await db.delete([5, 250]);
+    await db.flush();
+    const entry = lc.manifest.generations.at(-1)!;
+    expect(lc.retained(entry.gen)).toBeDefined();
+
+    const worker = new Worker(new URL('./fixtures/attach-reader.mjs', import.meta.url));
+    const ask = async (msg: object, transfer: Transferable[] = []): Promise<Record<string, never>> => {
+      worker.postMessage(msg, transfer as never);
+      const [reply] = (await once(worker, 'message')) as [Record<string, never>];
+      return reply;
+    };
+    try {
+      const descriptor = db.handle();
+      expect(await ask({ descriptor }, [descriptor.registry])).toEqual({ attached: true });
+      const ids = [0, 5, 9, 10, 250, 299, 300];
+      const columns = ['id', 'v', 's'];
+      const expected = (id: number): unknown => {
+        const v = id === 5 || id === 250 || id >= 300 ? undefined : id < 10 ? 2 : 1;
+        return v === undefined ? undefined : { id: BigInt(id), v, s: `v${v}-${id}` };
+      };
+      const check = (reply: Record<string, never>): void => {
+        expect(reply.error).toBeUndefined();
+        expect(reply.gets).toEqual(ids.map(expected));
+        expect(reply.many).toEqual(ids.map(expected));
+        const scan = reply.scan as { id: bigint }[];
+        expect(scan).toHaveLength(298);
+        for (const r of scan) expect(r).toEqual(expected(Number(r.id)));
+      };
+      const file = path.join(dir, entry.file);
+      const hide = (): Promise<void> => rename(file, `${file}.hidden`);
+      const restore = (): Promise<void> => rename(`${file}.hidden`, file);
+
+      // With the file out of the way, only memory can answer.
+      await hide();
+      check(await ask({ ids, columns }));
+      await restore();
+
+      // Recycled into a later generation, the buffer no longer holds this one. The thread still
+      // lists it (it keeps the last four announced), so its pin must fail: reads go to the
+      // file, and fail while it is hidden, rather than read the reused memory.
+      for (let round = 3; round < 5; round++) {
+        await db.put(rowsOf(1000 * round, 400, round));
+        await db.flush();
+      }
+      expect(lc.retained(entry.gen)).toBeUndefined();
+      const filter = { column: 'id', op: '<', value: 1000 };
+      await hide();
+      expect((await ask({ ids, columns, filter })).error).toMatch(/^SLUICE_CORRUPT_GENERATION: /);
+      await restore();
+      check(await ask({ ids, columns, filter }));
+      expect(await ask({ close: true })).toEqual({ closed: true });
+    } finally {
+      await worker.terminate();
+      await db.close();
+    }
   });
 
   it('a scan result is read once', async () => {

@@ -4,10 +4,12 @@ import { GenerationCache, LocalStorage, Memtable, readControl, schemaFromJson } 
 import type { Manifest, SchemaJson, TableSchema } from '@sluice/core';
 import type { RegistryMessage, TableDescriptor } from './descriptor.js';
 import { Producer } from './producer.js';
-import type { ShardSource } from './reader.js';
+import type { RetainedMemtable, ShardSource } from './reader.js';
 import { TableOps } from './table-ops.js';
 
 const MANIFESTS_KEPT = 8;
+/** Retained memtables a thread keeps per shard: the broker keeps as many (RETIRED_KEPT). */
+const RETAINED_KEPT = 4;
 
 /**
  * What a thread knows of each shard's memtables and manifests, fed by the broker's
@@ -20,6 +22,8 @@ class Registry {
   readonly #schema: TableSchema;
   readonly #memtables: Map<number, Memtable>[];
   readonly #manifests: Map<number, Manifest>[];
+  /** Flushed memtables not yet recycled, oldest first (see the 'retained' message). */
+  readonly #retained: RetainedMemtable[][];
   readonly #controls: Int32Array[];
 
   constructor(d: TableDescriptor, schema: TableSchema) {
@@ -27,6 +31,7 @@ class Registry {
     this.#schema = schema;
     this.#memtables = d.shards.map(() => new Map());
     this.#manifests = d.shards.map(() => new Map());
+    this.#retained = d.shards.map(() => []);
     this.#controls = d.shards.map((s) => new Int32Array(s.control));
   }
 
@@ -35,6 +40,8 @@ class Registry {
       const msg = m.message as RegistryMessage;
       if (msg.kind === 'memtable') {
         this.#memtables[msg.shard]!.set(msg.gen, new Memtable(msg.buffer, this.#schema));
+      } else if (msg.kind === 'retained') {
+        this.#retain(msg.shard, msg.gen, msg.rows, msg.buffer);
       } else {
         const versions = this.#manifests[msg.shard]!;
         versions.set(msg.manifest.version, msg.manifest);
@@ -51,11 +58,33 @@ class Registry {
     });
   }
 
+  /**
+   * Keeps a retired memtable readable here. The broker may already be recycling its buffer:
+   * a header read mid-recycle may not parse, or may name another generation, and then the
+   * memtable is skipped. One that parses as `gen` is still safe to list, because a reader uses
+   * it only after pinning it, and the pin fails once recycling has begun (Memtable.pin).
+   */
+  #retain(shard: number, gen: number, rows: number, buffer: SharedArrayBuffer): void {
+    let memtable = this.#memtables[shard]!.get(gen);
+    if (memtable === undefined) {
+      try {
+        memtable = new Memtable(buffer, this.#schema);
+      } catch {
+        return;
+      }
+      if (memtable.generation !== gen) return;
+    }
+    const kept = this.#retained[shard]!;
+    kept.push({ memtable, rows });
+    if (kept.length > RETAINED_KEPT) kept.shift();
+  }
+
   source(shard: number): ShardSource {
     return {
       control: this.#controls[shard]!,
       memtable: (gen) => this.#memtables[shard]!.get(gen),
       manifest: (version) => this.#manifests[shard]!.get(version),
+      retained: () => this.#retained[shard]!,
     };
   }
 

@@ -109,6 +109,8 @@ export class Broker {
             announceMemtable: (mt) =>
               this.#announce({ kind: 'memtable', shard: s, gen: mt.generation, buffer: mt.buffer }),
             announceManifest: (m) => this.#announce({ kind: 'manifest', shard: s, manifest: m }),
+            announceRetained: (mt, rows) =>
+              this.#announce({ kind: 'retained', shard: s, gen: mt.generation, rows, buffer: mt.buffer }),
             fatal: (err) => this.#fail(err),
             warn: (m) => init.options.onWarning(m),
           },
@@ -234,6 +236,15 @@ export class Broker {
         shard: lc.shard,
         manifest: lc.manifest,
       } satisfies RegistryMessage);
+      for (const kept of lc.retainedMemtables) {
+        port1.postMessage({
+          kind: 'retained',
+          shard: lc.shard,
+          gen: kept.memtable.generation,
+          rows: kept.rows,
+          buffer: kept.memtable.buffer,
+        } satisfies RegistryMessage);
+      }
     }
     this.#ports.add(port1);
     // When the attached thread goes away (closed its handle or died), its queues are drained

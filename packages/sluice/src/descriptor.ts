@@ -27,4 +27,16 @@ export type RegistryMessage =
       readonly gen: number;
       readonly buffer: SharedArrayBuffer;
     }
-  | { readonly kind: 'manifest'; readonly shard: number; readonly manifest: Manifest };
+  | { readonly kind: 'manifest'; readonly shard: number; readonly manifest: Manifest }
+  /**
+   * A memtable flushed to generation `gen` and retired, its buffer kept for reuse: until the
+   * broker recycles it, it holds that generation's rows (its first `rows`), so readers may read
+   * the generation from it instead of loading the file, once they pin it (see Memtable.pin).
+   */
+  | {
+      readonly kind: 'retained';
+      readonly shard: number;
+      readonly gen: number;
+      readonly rows: number;
+      readonly buffer: SharedArrayBuffer;
+    };

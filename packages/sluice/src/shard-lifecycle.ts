@@ -39,6 +39,8 @@ export interface LifecycleContext {
   announceMemtable(mt: Memtable): void;
   /** Tell readers on other threads about a manifest before the control block makes it current. */
   announceManifest(m: Manifest): void;
+  /** A memtable about to be retired whose buffer stays readable until recycled (see retained). */
+  announceRetained(mt: Memtable, rows: number): void;
   /** Writes cannot go on (fenced, or an invariant broke): fail the table with `err`. */
   fatal(err: SluiceError): void;
   warn(message: string): void;
@@ -464,6 +466,10 @@ export class ShardLifecycle {
     this.#manifests.set(next.version, next);
     this.#manifests.delete(next.version - 8);
     this.#ctx.announceManifest(next);
+    // Told before the retire, so a thread that sees the retire in the control block has the
+    // message already. Either order is safe: a reader uses a retained memtable only for a
+    // generation its captured manifest lists, and only once its pin finds the buffer unrecycled.
+    this.#ctx.announceRetained(entry.memtable, entry.info.rows);
     try {
       // Until the retire, readers keep finding the rows in the frozen memtable under the
       // previous manifest version, so waiting here for the lock opens no hole.
