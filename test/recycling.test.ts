@@ -7,6 +7,7 @@ import { rename } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
+import type { TransferListItem } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FaultControl, readControl } from '@sluice/core';
 import { open } from 'sluice';
@@ -142,9 +143,9 @@ describe('memtable recycling', () => {
     expect(lc.retained(entry.gen)).toBeDefined();
 
     const worker = new Worker(new URL('./fixtures/attach-reader.mjs', import.meta.url));
-    const ask = async (msg: object, transfer: Transferable[] = []): Promise<Record<string, never>> => {
-      worker.postMessage(msg, transfer as never);
-      const [reply] = (await once(worker, 'message')) as [Record<string, never>];
+    const ask = async (msg: object, transfer: TransferListItem[] = []): Promise<Record<string, unknown>> => {
+      worker.postMessage(msg, transfer);
+      const [reply] = (await once(worker, 'message')) as [Record<string, unknown>];
       return reply;
     };
     try {
@@ -156,7 +157,7 @@ describe('memtable recycling', () => {
         const v = id === 5 || id === 250 || id >= 300 ? undefined : id < 10 ? 2 : 1;
         return v === undefined ? undefined : { id: BigInt(id), v, s: `v${v}-${id}` };
       };
-      const check = (reply: Record<string, never>): void => {
+      const check = (reply: Record<string, unknown>): void => {
         expect(reply.error).toBeUndefined();
         expect(reply.gets).toEqual(ids.map(expected));
         expect(reply.many).toEqual(ids.map(expected));
