@@ -78,6 +78,8 @@ export interface FrozenInfo {
 export type ShardEvent =
   | { readonly kind: 'ready'; readonly replay: ReplayReport }
   | { readonly kind: 'frozen'; readonly info: FrozenInfo }
+  /** The active memtable filled in the middle of a record and no spare is left: send one. */
+  | { readonly kind: 'needSpare' }
   | { readonly kind: 'reply'; readonly id: number; readonly ok: true; readonly value: unknown }
   | { readonly kind: 'reply'; readonly id: number; readonly ok: false; readonly error: WireError }
   | { readonly kind: 'fatal'; readonly error: WireError }

@@ -15,7 +15,7 @@ import { Sequencer, allocateControlBlock, schemaToJson } from '@sluice/core';
 import type { Manifest, ManifestStore, Memtable, TableSchema } from '@sluice/core';
 import type { FlushResult } from '@sluice/workers/flush';
 import type { ResolvedOptions, StorageFaults } from './options.js';
-import { CLAIM_SLOTS, Producer, allocateQueue } from './producer.js';
+import { CLAIM_SLOTS, Producer, allocateQueue, maxPutShardBytes, maxRecordBytes } from './producer.js';
 import { SabQueue } from '@sluice/sab-queue';
 import type { RegistryMessage, TableDescriptor } from './descriptor.js';
 import { ShardClient } from './shard-client.js';
@@ -83,6 +83,7 @@ export class Broker {
     for (let s = 0; s < init.shards; s++) {
       const client = new ShardClient(s, allocateControlBlock(), {
         frozen: (info) => this.lifecycles[s]!.onFrozen(info),
+        needSpare: () => this.lifecycles[s]!.onNeedSpare(),
         failed: (err) => this.#onShardFailed(s, err),
         warn: (m) => init.options.onWarning(m),
       });
@@ -206,6 +207,8 @@ export class Broker {
   #limits(): TableDescriptor['limits'] {
     return {
       maxValueBytes: this.options.maxValueBytes,
+      maxRecordBytes: maxRecordBytes(this.options.memtableBytes),
+      maxPutShardBytes: maxPutShardBytes(this.options.memtableBytes),
       maxUnflushedBytes: this.options.maxUnflushedBytes,
       backpressureTimeoutMs: this.options.backpressureTimeoutMs,
     };

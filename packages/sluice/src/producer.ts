@@ -33,6 +33,10 @@ export const CLAIM_SLOTS = 1024;
 
 export interface ProducerLimits {
   readonly maxValueBytes: number;
+  /** Largest record a put sends one shard (larger puts are split; see maxRecordBytes). */
+  readonly maxRecordBytes: number;
+  /** Largest put, in encoded bytes for one shard (see maxPutShardBytes). */
+  readonly maxPutShardBytes: number;
   readonly maxUnflushedBytes: number;
   readonly backpressureTimeoutMs: number;
 }
@@ -70,6 +74,26 @@ interface PutHandle extends PutState {
   readonly promise: Promise<void>;
   readonly ack: () => void;
   readonly fail: (e: SluiceError) => void;
+}
+
+/**
+ * A quarter of a memtable: a record is applied whole before the memtables it fills are
+ * published (after its WAL write), so it should span at most the active memtable and the
+ * next. A single row is never split, so a row of large values may still span more; the shard
+ * then asks the broker for further spares (needSpare).
+ */
+export function maxRecordBytes(memtableBytes: number): number {
+  return Math.max(1024, Math.floor(memtableBytes / 4));
+}
+
+/**
+ * Four memtables' worth of encoded rows per shard. A put is one write sequence: none of the
+ * memtables its rows fill can be flushed before all of it is applied, so they must fit in
+ * memory together (and in the control block's frozen list, CB_MAX_FROZEN) beside the
+ * memtables already frozen. A larger put could never finish; it is refused instead.
+ */
+export function maxPutShardBytes(memtableBytes: number): number {
+  return 4 * memtableBytes;
 }
 
 export function allocateQueue(id: number, bytes: number): QueueHandle {
@@ -161,6 +185,17 @@ export class Producer {
   }
 
   async #submit(plans: readonly EncodedWrite[]): Promise<void> {
+    const perShard = new Array<number>(this.#lanes.length).fill(0);
+    for (const p of plans) p.shardBytes.forEach((b, s) => (perShard[s]! += b));
+    const biggest = Math.max(...perShard);
+    if (biggest > this.#limits.maxPutShardBytes) {
+      const s = perShard.indexOf(biggest);
+      throw new SluiceError(
+        ErrorCode.INVALID_ROW,
+        `the put encodes to ${biggest} bytes for shard ${s}; one put may hold at most ${this.#limits.maxPutShardBytes} bytes per shard (4 × memtableBytes): split it into smaller puts`,
+        { details: { shard: s, bytes: biggest, limit: this.#limits.maxPutShardBytes } },
+      );
+    }
     const records = plans.reduce((n, p) => n + p.shardBytes.filter((b) => b > 0).length, 0);
     while (this.#freeSlots.length === 0) await new Promise<void>((r) => this.#slotWaiters.push(r));
     const put = this.#begin(records);
@@ -249,7 +284,7 @@ export class Producer {
 
   /** How many parts a write must be split into so each shard's record fits its queue. */
   #parts(shardBytes: readonly number[], rows: number): number {
-    const limit = Math.min(...this.#lanes.map((l) => l.queue.maxRecordBytes));
+    const limit = Math.min(this.#limits.maxRecordBytes, ...this.#lanes.map((l) => l.queue.maxRecordBytes));
     const biggest = Math.max(0, ...shardBytes);
     if (biggest <= limit || rows <= 1) return 1;
     return Math.ceil(biggest / (limit * 0.5));

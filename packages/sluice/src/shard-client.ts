@@ -15,6 +15,8 @@ const SHARD_WORKER_URL = new URL(import.meta.resolve('@sluice/workers/shard'));
 
 export interface ShardClientHooks {
   frozen(info: FrozenInfo): void;
+  /** The shard waits for a spare memtable in the middle of a record. */
+  needSpare(): void;
   /** The shard thread failed (fatal error, crash or unexpected exit). */
   failed(err: SluiceError): void;
   warn(message: string): void;
@@ -89,6 +91,9 @@ export class ShardClient {
             return;
           case 'frozen':
             this.#hooks.frozen(event.info);
+            return;
+          case 'needSpare':
+            this.#hooks.needSpare();
             return;
           case 'reply': {
             const req = this.#requests.get(event.id);

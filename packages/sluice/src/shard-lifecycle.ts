@@ -57,17 +57,15 @@ interface FrozenEntry {
 }
 
 /**
- * Spare memtables the broker keeps ready in each shard, so a freeze never waits for a round
- * trip to the main thread. Every buffer that has been active stays faulted in when it comes
- * back as a spare (recycling), so each spare is a memtable's worth of resident memory. A
- * memtable of 8 MiB or more takes far longer to fill than the broker takes to hand out the
- * next spare (one message), so one spare suffices: a shard then holds about three buffers
- * (active, flushing, spare) instead of four or five. Smaller memtables fill within a few
- * batches, and a second spare keeps those shards from stalling on every freeze.
+ * Spare memtables the broker keeps ready in each shard, so that a freeze need not wait for a
+ * round trip to the main thread. Every buffer that has been active stays faulted in when it
+ * comes back as a spare (recycling), so each spare is a memtable's worth of resident memory.
+ * A shard starts with one: it then cycles through three buffers (active, flushing, spare).
+ * Once it has had to ask for a spare (needSpare: its memtables fill faster than the broker
+ * answers a freeze, or one record filled more than one), it gets a second one from then on.
  */
-function sparesFor(memtableBytes: number): number {
-  return memtableBytes >= 8 << 20 ? 1 : 2;
-}
+const SPARES_AT_FIRST = 1;
+const SPARES_AFTER_A_STALL = 2;
 const RETIRED_KEPT = 4;
 /** Manifest versions kept on disk: the newest, and a few before it for a damaged newest to fall back on. */
 const MANIFESTS_ON_DISK = 4;
@@ -116,8 +114,10 @@ export class ShardLifecycle {
    */
   readonly #retired: RetainedMemtable[] = [];
   #sparesOut = 0;
-  /** How many spares this shard is kept supplied with (see sparesFor). */
-  readonly #spares: number;
+  /** How many spares this shard is kept supplied with (see SPARES_AT_FIRST). */
+  #spares = SPARES_AT_FIRST;
+  /** The shard waits for a spare in the middle of a record: send one even over the target. */
+  #needSpare = false;
   #nextGen: number;
   #committing = false;
   /**
@@ -171,7 +171,6 @@ export class ShardLifecycle {
     this.#epoch = epoch;
     this.#nextGen = manifest.nextGeneration;
     this.#avgUtf8 = ctx.schema.columns.map(() => 24);
-    this.#spares = sparesFor(ctx.options.memtableBytes);
     setManifestVersion(client.control, manifest.version);
   }
 
@@ -252,6 +251,7 @@ export class ShardLifecycle {
     if (readControl(this.client.control).frozen.some((f) => !frozenGens.has(f.gen))) {
       this.#commitOnly ??= frozenGens;
     }
+    this.#needSpare = false; // a request of the previous thread
     const active = this.allocate();
     const spares = Array.from({ length: this.#spares }, () => this.allocate());
     this.#sparesOut = this.#spares;
@@ -308,6 +308,13 @@ export class ShardLifecycle {
     return report;
   }
 
+  /** The shard waits for a spare in the middle of a record (see replenish). */
+  onNeedSpare(): void {
+    this.#spares = SPARES_AFTER_A_STALL;
+    this.#needSpare = true;
+    this.replenish();
+  }
+
   /** The shard published a frozen memtable: hand out a spare, then flush it. */
   onFrozen(info: FrozenInfo): void {
     const memtable = this.memtables.get(info.gen);
@@ -334,11 +341,17 @@ export class ShardLifecycle {
    */
   replenish(): void {
     if (this.#closing || !(this.client.running || this.client.state === 'starting')) return;
-    while (
-      this.#sparesOut < this.#spares &&
-      this.#frozen.length + this.#sparesOut < CB_MAX_FROZEN - 2 &&
-      this.#ctx.unflushedBytes() < this.#ctx.options.maxUnflushedBytes
-    ) {
+    while (this.#frozen.length + this.#sparesOut < CB_MAX_FROZEN - 2) {
+      // A shard that asked (needSpare) gets one whatever the memory: the record it is applying
+      // cannot finish without it, and the memtables that record filled are not published (so
+      // cannot flush and free memory) before it finishes. Producers still wait above the limit.
+      if (
+        !this.#needSpare &&
+        !(this.#sparesOut < this.#spares && this.#ctx.unflushedBytes() < this.#ctx.options.maxUnflushedBytes)
+      ) {
+        break;
+      }
+      this.#needSpare = false;
       const mt = this.allocate();
       this.#sparesOut++;
       this.client.send({ kind: 'spare', memtable: { gen: mt.generation, buffer: mt.buffer } });
@@ -533,6 +546,11 @@ export class ShardLifecycle {
    */
   retained(gen: number): RetainedMemtable | undefined {
     return this.#retired.find((r) => r.memtable.generation === gen);
+  }
+
+  /** Spare memtables the shard is kept supplied with: 1, or 2 once it has waited for one. */
+  get spareTarget(): number {
+    return this.#spares;
   }
 
   /** Bytes of every memtable buffer this shard holds: active, spares, frozen and retained. */

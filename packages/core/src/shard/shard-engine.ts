@@ -389,6 +389,10 @@ export class ShardEngine {
     while (this.#spares.length === 0) {
       this.#stalls++;
       Atomics.store(this.#cb, CB_STALLS, this.#stalls);
+      // The memtables this record filled are published only after its WAL write, and the
+      // broker hands out spares as it learns of freezes: without this request a record that
+      // spans more memtables than there are spares would wait for itself.
+      this.#host.post({ kind: 'needSpare' });
       await new Promise<void>((resolve) => (this.#spareWaiter = resolve));
       this.#spareWaiter = undefined;
       if (this.#state === 'failed') throw new SluiceError(ErrorCode.INTERNAL, 'shard failed while waiting');
