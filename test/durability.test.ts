@@ -23,6 +23,23 @@ afterAll(cleanupDirs);
 const ROWS = 10;
 
 describe("durability: 'sync'", () => {
+  it('one put at a time costs one fsync each, and each put is readable when it resolves', async () => {
+    const db = await open(await tempDir('dur-one-sync'), {
+      schema: { id: 'int64', v: 'int32' },
+      primaryKey: 'id',
+      shards: 1,
+    });
+    for (let i = 0; i < 20; i++) {
+      await db.put([{ id: i, v: i }]);
+      expect(await db.get(i)).toEqual({ id: BigInt(i), v: i });
+    }
+    expect(db.stats().shards[0]!.walSyncs).toBe(20);
+    await db.delete([3, 4]);
+    expect(db.stats().shards[0]!.walSyncs).toBe(21);
+    expect(await db.getMany([3, 4, 5])).toEqual([undefined, undefined, { id: 5n, v: 5 }]);
+    await db.close();
+  });
+
   it('acknowledged batches of concurrent producers survive kill -9, twice in a row', async () => {
     const dir = await tempDir('dur-sync');
     const producers = 4;
