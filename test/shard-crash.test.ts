@@ -32,6 +32,18 @@ function lifecycle(db: Db, shard: number) {
   return internals(db).broker.lifecycles[shard]!;
 }
 
+/** A one-shard table holding rows 0..199 at version 1, with its model and the warnings it gives. */
+async function oneShardWith200Rows(name: string, memtableBytes: number) {
+  const dir = await tempDir(name);
+  const warnings: string[] = [];
+  const db = await openTable(dir, { shards: 1, memtableBytes, onWarning: (m) => warnings.push(m) });
+  const model = new Model();
+  const rows = Array.from({ length: 200 }, (_, i) => row(i, 1));
+  await db.put(rows);
+  model.put(rows);
+  return { dir, warnings, db, lc: lifecycle(db, 0), model };
+}
+
 /** Kills a shard thread and waits until the broker reports it and has it running again. */
 async function crashAndRestart(db: Db, shard: number, warnings: string[]): Promise<void> {
   const reported = warnings.filter((w) => w.startsWith(`shard ${shard} failed`)).length;
@@ -227,18 +239,7 @@ describe('a crashed shard thread', () => {
    * simulated here by holding its lock and appending such an entry, then killing it.
    */
   it('a thread killed inside a control-block write, with a frozen memtable it never reported, wedges nothing', async () => {
-    const dir = await tempDir('crash-seqlock');
-    const warnings: string[] = [];
-    const db = await openTable(dir, {
-      shards: 1,
-      memtableBytes: 32 << 10,
-      onWarning: (m) => warnings.push(m),
-    });
-    const lc = lifecycle(db, 0);
-    const model = new Model();
-    const first = Array.from({ length: 200 }, (_, i) => row(i, 1));
-    await db.put(first);
-    model.put(first);
+    const { dir, warnings, db, lc, model } = await oneShardWith200Rows('crash-seqlock', 32 << 10);
     const cb = lc.client.control;
     // What the dying thread leaves: its lock, an odd sequence, and one more frozen entry.
     while (Atomics.compareExchange(cb, CB_LOCK, 0, 1) !== 0);
@@ -322,18 +323,7 @@ describe('a crashed shard thread', () => {
    * once the thread is gone.
    */
   it("a retire that finds a dead thread's lock yields to the event loop and lands once the thread is gone", async () => {
-    const dir = await tempDir('crash-retire-lock');
-    const warnings: string[] = [];
-    const db = await openTable(dir, {
-      shards: 1,
-      memtableBytes: 64 << 10,
-      onWarning: (m) => warnings.push(m),
-    });
-    const lc = lifecycle(db, 0);
-    const model = new Model();
-    const rows = Array.from({ length: 200 }, (_, i) => row(i, 1));
-    await db.put(rows);
-    model.put(rows);
+    const { dir, db, lc, model } = await oneShardWith200Rows('crash-retire-lock', 64 << 10);
     const hold = gate();
     lc.holds.beforeCommit = hold.promise;
     const flushed = db.flush();
