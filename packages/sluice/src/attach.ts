@@ -2,14 +2,13 @@ import { receiveMessageOnPort } from 'node:worker_threads';
 import { ErrorCode, SluiceError } from '@sluice/protocol';
 import { GenerationCache, LocalStorage, Memtable, readControl, schemaFromJson } from '@sluice/core';
 import type { Manifest, SchemaJson, TableSchema } from '@sluice/core';
+import { RETAINED_PER_SHARD } from './descriptor.js';
 import type { RegistryMessage, TableDescriptor } from './descriptor.js';
 import { Producer } from './producer.js';
 import type { RetainedMemtable, ShardSource } from './reader.js';
 import { TableOps } from './table-ops.js';
 
 const MANIFESTS_KEPT = 8;
-/** Retained memtables a thread keeps per shard: the broker keeps as many (RETIRED_KEPT). */
-const RETAINED_KEPT = 4;
 
 /**
  * What a thread knows of each shard's memtables and manifests, fed by the broker's
@@ -76,7 +75,7 @@ class Registry {
     }
     const kept = this.#retained[shard]!;
     kept.push({ memtable, rows });
-    if (kept.length > RETAINED_KEPT) kept.shift();
+    if (kept.length > RETAINED_PER_SHARD) kept.shift();
   }
 
   source(shard: number): ShardSource {

@@ -19,10 +19,16 @@ import { CLAIM_SLOTS, Producer, allocateQueue, maxPutShardBytes, maxRecordBytes 
 import { SabQueue } from '@sluice/sab-queue';
 import type { RegistryMessage, TableDescriptor } from './descriptor.js';
 import { ShardClient } from './shard-client.js';
+import type { RetainedMemtable } from './reader.js';
 import { ShardLifecycle } from './shard-lifecycle.js';
 
 const FLUSH_WORKER_URL = new URL(import.meta.resolve('@sluice/workers/flush-entry'));
 const MAX_RESTARTS = 5;
+
+function retainedMessage(shard: number, kept: RetainedMemtable): RegistryMessage {
+  const { memtable, rows } = kept;
+  return { kind: 'retained', shard, gen: memtable.generation, rows, buffer: memtable.buffer };
+}
 
 export interface BrokerInit {
   readonly root: string;
@@ -110,8 +116,7 @@ export class Broker {
             announceMemtable: (mt) =>
               this.#announce({ kind: 'memtable', shard: s, gen: mt.generation, buffer: mt.buffer }),
             announceManifest: (m) => this.#announce({ kind: 'manifest', shard: s, manifest: m }),
-            announceRetained: (mt, rows) =>
-              this.#announce({ kind: 'retained', shard: s, gen: mt.generation, rows, buffer: mt.buffer }),
+            announceRetained: (mt, rows) => this.#announce(retainedMessage(s, { memtable: mt, rows })),
             fatal: (err) => this.#fail(err),
             warn: (m) => init.options.onWarning(m),
           },
@@ -239,15 +244,7 @@ export class Broker {
         shard: lc.shard,
         manifest: lc.manifest,
       } satisfies RegistryMessage);
-      for (const kept of lc.retainedMemtables) {
-        port1.postMessage({
-          kind: 'retained',
-          shard: lc.shard,
-          gen: kept.memtable.generation,
-          rows: kept.rows,
-          buffer: kept.memtable.buffer,
-        } satisfies RegistryMessage);
-      }
+      for (const kept of lc.retainedMemtables) port1.postMessage(retainedMessage(lc.shard, kept));
     }
     this.#ports.add(port1);
     // When the attached thread goes away (closed its handle or died), its queues are drained

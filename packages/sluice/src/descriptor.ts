@@ -20,6 +20,12 @@ export interface TableDescriptor {
   readonly registry: MessagePort;
 }
 
+/**
+ * Flushed memtables kept per shard for reuse and for reads of their generation (RetainedMemtable):
+ * the broker keeps this many, and an attached thread lists as many of the last announced.
+ */
+export const RETAINED_PER_SHARD = 4;
+
 export type RegistryMessage =
   | {
       readonly kind: 'memtable';

@@ -16,6 +16,7 @@ import type { FlushResult } from '@sluice/workers/flush';
 import { FLUSH_LATENCY_BOUNDS_S, LatencyHistogram } from './latency.js';
 import type { ShardClient } from './shard-client.js';
 import type { RetainedMemtable } from './reader.js';
+import { RETAINED_PER_SHARD } from './descriptor.js';
 import type { ResolvedOptions } from './options.js';
 
 /** What a shard lifecycle needs from the broker. */
@@ -66,7 +67,6 @@ interface FrozenEntry {
  */
 const SPARES_AT_FIRST = 1;
 const SPARES_AFTER_A_STALL = 2;
-const RETIRED_KEPT = 4;
 /** Manifest versions kept on disk: the newest, and a few before it for a damaged newest to fall back on. */
 const MANIFESTS_ON_DISK = 4;
 /** Old manifest versions are deleted once every this many commits. */
@@ -345,12 +345,10 @@ export class ShardLifecycle {
       // A shard that asked (needSpare) gets one whatever the memory: the record it is applying
       // cannot finish without it, and the memtables that record filled are not published (so
       // cannot flush and free memory) before it finishes. Producers still wait above the limit.
-      if (
-        !this.#needSpare &&
-        !(this.#sparesOut < this.#spares && this.#ctx.unflushedBytes() < this.#ctx.options.maxUnflushedBytes)
-      ) {
-        break;
-      }
+      const wanted =
+        this.#needSpare ||
+        (this.#sparesOut < this.#spares && this.#ctx.unflushedBytes() < this.#ctx.options.maxUnflushedBytes);
+      if (!wanted) break;
       this.#needSpare = false;
       const mt = this.allocate();
       this.#sparesOut++;
@@ -503,7 +501,7 @@ export class ShardLifecycle {
     this.memtables.delete(written.gen);
     // Keep the buffer for a later generation: its pages are already faulted in.
     this.#retired.push({ memtable: entry.memtable, rows: entry.info.rows });
-    if (this.#retired.length > RETIRED_KEPT) this.#retired.shift();
+    if (this.#retired.length > RETAINED_PER_SHARD) this.#retired.shift();
     this.client.send({ kind: 'committed', replayFromLsn: next.replayFromLsn });
     if (next.version % PRUNE_EVERY === 0) {
       // Readers get manifests from announcements, never from old files: only the newest few
